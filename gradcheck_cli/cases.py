@@ -1,0 +1,355 @@
+"""YAML -> validated, frozen Case. The one place that knows the file format.
+
+Every mistake in a case raises :class:`CaseError` naming the file, the field's path
+(``layers[1].out_features``) and, for broken YAML, the line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .errors import CaseError, ShapeError
+from .registry import FORMS, Option
+
+TOP_KEYS = ("name", "description", "seed", "dtype", "input", "layers", "loss", "regularization",
+            "forms", "tolerance", "numerical")
+DTYPES = ("float64", "float32")
+REDUCTIONS = ("sum", "mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerConfig:
+    """One entry of ``layers``: its type, validated options and fixed parameter files."""
+
+    index: int
+    type: str
+    options: Mapping[str, Any]
+    params: Mapping[str, Path]
+
+    @property
+    def field(self) -> str:
+        return f"layers[{self.index}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """A validated case. Paths are absolute; tolerances left None take the dtype's default."""
+
+    name: str
+    file: str
+    layers: tuple[LayerConfig, ...]
+    input_shape: tuple[int, ...]
+    input_data: Path | None = None
+    seed: int = 0
+    dtype: str = "float64"
+    loss: str = "projection"
+    target: Path | None = None
+    reduction: str = "sum"
+    l2: float = 0.0
+    forms: tuple[str, ...] | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    eps: float | None = None
+    description: str = ""
+
+
+# ------------------------------------------------------------------------------------------
+# loading
+# ------------------------------------------------------------------------------------------
+def load(path: str | Path) -> Case:
+    """Read and validate one case file."""
+    path = Path(path)
+    if not path.exists():
+        raise CaseError(str(path), "", "no such file")
+    if path.is_dir():
+        raise CaseError(str(path), "", "is a folder, not a case file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseError(str(path), "", f"cannot read: {exc}") from None
+    return from_dict(parse_yaml(text, str(path)), str(path), base_dir=path.parent,
+                     default_name=path.stem)
+
+
+def parse_yaml(text: str, file: str) -> Any:
+    """Safe-load YAML; a broken document or an unsafe tag is a CaseError with its line."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        tag = getattr(exc, "problem", "") or ""
+        raise CaseError(file, "", f"refused YAML tag ({tag.strip()}); cases are loaded safely, "
+                                  "no Python objects", line) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CaseError(file, "", f"broken YAML: {problem}", line) from None
+
+
+def from_dict(doc: Any, file: str = "<dict>", base_dir: str | Path = ".",
+              default_name: str = "case") -> Case:
+    """Validate a parsed case document (a dict as in the YAML file)."""
+    v = _Validator(file, Path(base_dir))
+    if doc is None:
+        raise CaseError(file, "", "empty file: a case needs at least `input` and `layers`")
+    if not isinstance(doc, dict):
+        raise CaseError(file, "", f"the top level must be a mapping of fields, got {_kind(doc)}")
+    v.known_keys(doc, TOP_KEYS, "")
+    for key in ("input", "layers"):
+        if key not in doc:
+            raise CaseError(file, key, "missing (required)")
+
+    name = v.string(doc.get("name", default_name), "name")
+    seed = v.integer(doc.get("seed", 0), "seed", minimum=0)
+    dtype = v.choice(doc.get("dtype", "float64"), "dtype", DTYPES)
+    input_shape, input_data = v.input(doc["input"])
+    layers = v.layers(doc["layers"])
+    loss, target, reduction = v.loss(doc.get("loss", "projection"))
+    l2 = v.regularization(doc.get("regularization", {}))
+    forms = v.forms(doc.get("forms"))
+    tol = v.mapping(doc.get("tolerance", {}), "tolerance", ("rtol", "atol"))
+    num = v.mapping(doc.get("numerical", {}), "numerical", ("eps",))
+    case = Case(
+        name=name, file=file, layers=layers, input_shape=input_shape, input_data=input_data,
+        seed=seed, dtype=dtype, loss=loss, target=target, reduction=reduction, l2=l2, forms=forms,
+        rtol=v.number(tol["rtol"], "tolerance.rtol", positive=True) if "rtol" in tol else None,
+        atol=v.number(tol["atol"], "tolerance.atol", nonneg=True) if "atol" in tol else None,
+        eps=v.number(num["eps"], "numerical.eps", positive=True) if "eps" in num else None,
+        description=v.string(doc.get("description", ""), "description"),
+    )
+    check_shapes(case)
+    return case
+
+
+def check_shapes(case: Case) -> list[tuple[int, ...]]:
+    """Shapes between layers, from the input on; a CaseError at the first that does not chain."""
+    from .network import make_layer
+
+    shapes = [case.input_shape]
+    for cfg in case.layers:
+        layer = make_layer(cfg, case.file)
+        try:
+            shapes.append(tuple(int(s) for s in layer.output_shape(shapes[-1])))
+        except ShapeError as exc:
+            raise CaseError(case.file, f"{cfg.field}.{exc.field}" if exc.field != "input" else cfg.field,
+                            f"{exc.message} (input shape {list(shapes[-1])})") from None
+        if any(s <= 0 for s in shapes[-1]):
+            raise CaseError(case.file, cfg.field,
+                            f"output shape {list(shapes[-1])} is empty for input shape {list(shapes[-2])}")
+    return shapes
+
+
+def discover(paths: list[str]) -> list[Path]:
+    """Case files named on the command line: files as given, folders -> every *.yaml / *.yml inside."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml") and q.is_file())
+        else:
+            found.append(p)
+    return found
+
+
+# ------------------------------------------------------------------------------------------
+# field validation
+# ------------------------------------------------------------------------------------------
+def _kind(x: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number", type(None): "nothing"}.get(type(x), type(x).__name__)
+
+
+def suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+class _Validator:
+    def __init__(self, file: str, base: Path) -> None:
+        self.file, self.base = file, base
+
+    def fail(self, field: str, msg: str) -> None:
+        raise CaseError(self.file, field, msg)
+
+    # -- scalars ---------------------------------------------------------------------------
+    def integer(self, x: Any, field: str, minimum: int | None = None) -> int:
+        if isinstance(x, bool) or not isinstance(x, int):
+            self.fail(field, f"expected an integer, got {_kind(x)} {x!r}")
+        if minimum is not None and x < minimum:
+            self.fail(field, f"must be >= {minimum}, got {x}")
+        return x
+
+    def number(self, x: Any, field: str, positive: bool = False, nonneg: bool = False) -> float:
+        if isinstance(x, str):          # PyYAML reads 1e-6 (no dot) as a string
+            try:
+                x = float(x)
+            except ValueError:
+                self.fail(field, f"expected a number, got {x!r}")
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+            self.fail(field, f"expected a finite number, got {_kind(x)} {x!r}")
+        if positive and x <= 0:
+            self.fail(field, f"must be > 0, got {x}")
+        if nonneg and x < 0:
+            self.fail(field, f"must be >= 0, got {x}")
+        return float(x)
+
+    def string(self, x: Any, field: str) -> str:
+        if not isinstance(x, str):
+            self.fail(field, f"expected a string, got {_kind(x)}")
+        return x
+
+    def boolean(self, x: Any, field: str) -> bool:
+        if not isinstance(x, bool):
+            self.fail(field, f"expected true or false, got {_kind(x)} {x!r}")
+        return x
+
+    def choice(self, x: Any, field: str, choices) -> str:
+        if not isinstance(x, str) or x not in choices:
+            self.fail(field, f"unknown value {x!r}; one of: {', '.join(choices)}{suggest(x, choices)}")
+        return x
+
+    def mapping(self, x: Any, field: str, keys) -> dict:
+        if not isinstance(x, dict):
+            self.fail(field, f"expected a mapping, got {_kind(x)}")
+        self.known_keys(x, keys, field)
+        return x
+
+    def known_keys(self, d: dict, keys, field: str) -> None:
+        for k in d:
+            if k not in keys:
+                where = f"{field}.{k}" if field else str(k)
+                self.fail(where, f"unknown field{suggest(k, keys)}; known: {', '.join(keys)}")
+
+    def shape(self, x: Any, field: str) -> tuple[int, ...]:
+        if not isinstance(x, list) or not x:
+            self.fail(field, f"expected a non-empty list of sizes like [4, 6], got {_kind(x)}")
+        return tuple(self.integer(s, f"{field}[{i}]", minimum=1) for i, s in enumerate(x))
+
+    def npy(self, x: Any, field: str) -> Path:
+        p = self.base / self.string(x, field)
+        if not p.is_file():
+            self.fail(field, f"file not found: {p}")
+        return p.resolve()
+
+    # -- sections --------------------------------------------------------------------------
+    def input(self, x: Any) -> tuple[tuple[int, ...], Path | None]:
+        if isinstance(x, dict):
+            self.known_keys(x, ("shape", "data"), "input")
+            if "data" in x and "shape" not in x:
+                return self._shape_of_npy(self.npy(x["data"], "input.data"), "input.data"), \
+                    self.npy(x["data"], "input.data")
+            if "shape" not in x:
+                self.fail("input.shape", "missing (required)")
+            return self.shape(x["shape"], "input.shape"), \
+                self.npy(x["data"], "input.data") if "data" in x else None
+        return self.shape(x, "input"), None
+
+    def _shape_of_npy(self, p: Path, field: str) -> tuple[int, ...]:
+        import numpy as np
+
+        try:
+            return tuple(np.load(p, mmap_mode="r", allow_pickle=False).shape)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's field error
+            self.fail(field, f"cannot read {p.name} as .npy: {exc}")
+
+    def layers(self, x: Any) -> tuple[LayerConfig, ...]:
+        from . import registry
+
+        if not isinstance(x, list) or not x:
+            self.fail("layers", "expected a non-empty list of layers")
+        known = registry.layers()
+        out = []
+        for i, entry in enumerate(x):
+            field = f"layers[{i}]"
+            if not isinstance(entry, dict):
+                self.fail(field, f"expected a mapping with `type`, got {_kind(entry)}")
+            if "type" not in entry:
+                self.fail(f"{field}.type", "missing (required)")
+            t = entry["type"]
+            if not isinstance(t, str) or t not in known:
+                self.fail(f"{field}.type", f"unknown layer {t!r}{suggest(t, known)}; "
+                                           f"known: {', '.join(sorted(known))}")
+            spec = known[t].cls
+            opts = {o.name: o for o in spec.options}
+            self.known_keys(entry, ("type", "params", *opts), field)
+            values = {}
+            for o in spec.options:
+                if o.name in entry:
+                    values[o.name] = self.option(o, entry[o.name], f"{field}.{o.name}")
+                elif o.required:
+                    self.fail(f"{field}.{o.name}", "missing (required)")
+                else:
+                    values[o.name] = o.default
+            params = {}
+            if "params" in entry:
+                pm = entry["params"]
+                if not isinstance(pm, dict):
+                    self.fail(f"{field}.params", f"expected a mapping of name: file.npy, got {_kind(pm)}")
+                for k, f in pm.items():
+                    params[str(k)] = self.npy(f, f"{field}.params.{k}")
+            out.append(LayerConfig(i, t, MappingProxyType(values), MappingProxyType(params)))
+        return tuple(out)
+
+    def option(self, o: Option, x: Any, field: str) -> Any:
+        if o.kind == "int":
+            val = self.integer(x, field, minimum=o.min)
+        elif o.kind == "pair":
+            if isinstance(x, list):
+                if len(x) != 2:
+                    self.fail(field, f"expected an integer or a pair [a, b], got a list of {len(x)}")
+                val = tuple(self.integer(v, f"{field}[{j}]", minimum=o.min) for j, v in enumerate(x))
+            else:
+                val = self.integer(x, field, minimum=o.min)
+        elif o.kind == "bool":
+            val = self.boolean(x, field)
+        elif o.kind == "float":
+            val = self.number(x, field)
+            if o.min is not None and val < o.min:
+                self.fail(field, f"must be >= {o.min}, got {val}")
+        elif o.kind == "choice":
+            val = self.choice(x, field, o.choices)
+        elif o.kind == "str":
+            val = self.string(x, field)
+        elif o.kind == "mapping":
+            if not isinstance(x, dict):
+                self.fail(field, f"expected a mapping, got {_kind(x)}")
+            val = MappingProxyType(dict(x))
+        else:  # pragma: no cover - a layer author's mistake, not the user's
+            raise TypeError(f"unknown option kind {o.kind!r}")
+        return o.resolve(val, self.base) if o.resolve else val
+
+    def loss(self, x: Any) -> tuple[str, Path | None, str]:
+        from .losses import LOSSES
+
+        if isinstance(x, str):
+            return self.choice(x, "loss", tuple(LOSSES)), None, "sum"
+        if not isinstance(x, dict):
+            self.fail("loss", f"expected a loss name or a mapping with `type`, got {_kind(x)}")
+        self.known_keys(x, ("type", "target", "reduction"), "loss")
+        if "type" not in x:
+            self.fail("loss.type", "missing (required)")
+        name = self.choice(x["type"], "loss.type", tuple(LOSSES))
+        target = self.npy(x["target"], "loss.target") if "target" in x else None
+        if target is not None and LOSSES[name].target_kind is None:
+            self.fail("loss.target", f"loss `{name}` takes no target")
+        return name, target, self.choice(x.get("reduction", "sum"), "loss.reduction", REDUCTIONS)
+
+    def regularization(self, x: Any) -> float:
+        m = self.mapping(x, "regularization", ("l2",))
+        return self.number(m.get("l2", 0.0), "regularization.l2", nonneg=True)
+
+    def forms(self, x: Any) -> tuple[str, ...] | None:
+        if x is None:
+            return None
+        if isinstance(x, str):
+            x = [x]
+        if not isinstance(x, list) or not x:
+            self.fail("forms", "expected a non-empty list of forms")
+        return tuple(self.choice(f, f"forms[{i}]", (*FORMS, "custom")) for i, f in enumerate(x))
+

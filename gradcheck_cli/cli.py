@@ -1,0 +1,169 @@
+"""Command line: click commands only. Parse options, call the library, choose the renderer.
+
+Exit codes: 0 every check passed; 1 some gradient disagrees; 2 bad input or usage.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import GradcheckError
+
+EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Group(click.Group):
+    """A group whose commands turn GradcheckError into one line on stderr and exit 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GradcheckError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gradcheck")
+def main() -> None:
+    """Check the analytic gradients of neural-network layers against numerical ones.
+
+    A case (YAML) names the input shape, the layers and the loss; `gradcheck run` compares every
+    entry of every layer's input and parameter gradients, in each derivation form, with central
+    differences. Exit code 0: all agree; 1: some gradient disagrees; 2: bad input.
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report to FILE instead of stdout.")
+@click.option("--junit-xml", type=click.Path(dir_okay=False), help="Also write JUnit XML (one testcase per check) to FILE.")
+@click.option("--save-arrays", type=click.Path(file_okay=False), help="Save inputs, parameters and gradients to DIR/<case>.npz.")
+@click.option("--sample", type=click.IntRange(min=1), help="Check K random entries per tensor instead of all.")
+@click.option("--form", "forms", multiple=True, type=click.Choice(["kron", "correlation", "spray", "custom"]),
+              help="Check only this form (repeatable). Default: the case's forms, else all.")
+def run(paths, fmt, output, junit_xml, save_arrays, sample, forms) -> None:
+    """Check the cases in PATHS (files, or folders: every *.yaml inside)."""
+    from .cases import discover, load
+    from .check import run_case
+    from .report import save_arrays as save
+
+    files = discover(list(paths))
+    if not files:
+        raise click.UsageError(f"no case files (*.yaml) in {', '.join(paths)}")
+    cases = [load(f) for f in files]
+    results = []
+    for case in cases:
+        with _Progress(case.name) as bar:
+            results.append(run_case(case, sample=sample, forms=tuple(forms) or None, progress=bar.update))
+    _emit(results, fmt, output)
+    if junit_xml:
+        from .report import junit
+
+        Path(junit_xml).write_text(junit.render(results), encoding="utf-8")
+    if save_arrays:
+        save(results, save_arrays)
+    sys.exit(EXIT_OK if all(r.passed for r in results) else EXIT_MISMATCH)
+
+
+def _emit(results, fmt: str, output: str | None) -> None:
+    if fmt == "table":
+        from .report import table
+
+        if output:
+            with open(output, "w", encoding="utf-8") as fh:
+                table.render(results, table.console(fh))
+        else:
+            table.render(results, table.console())
+        return
+    if fmt == "json":
+        from .report.jsonout import render
+    else:
+        from .report.markdown import render
+    text = render(results)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+class _Progress:
+    """A rich progress bar on stderr, shown only in a terminal and only after about a second."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.bar, self.task, self.start = label, None, None, time.monotonic()
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if not sys.stderr.isatty() or time.monotonic() - self.start < 1.0:
+                return
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(f"checking {self.label}", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def validate(paths) -> None:
+    """Check that the cases in PATHS are well formed (schema and shapes), without running them."""
+    from .cases import discover, load
+
+    files = discover(list(paths))
+    if not files:
+        raise click.UsageError(f"no case files (*.yaml) in {', '.join(paths)}")
+    bad = 0
+    for f in files:
+        try:
+            load(f)
+            click.echo(f"ok: {f}")
+        except GradcheckError as exc:
+            bad += 1
+            click.echo(f"error: {exc}", err=True)
+    sys.exit(EXIT_BAD_INPUT if bad else EXIT_OK)
+
+
+@main.command(name="list")
+def list_layers() -> None:
+    """List the layers and, for each, its gradient forms (n/a with the reason)."""
+    from .registry import FORMS, layers
+
+    for name, spec in sorted(layers().items()):
+        click.echo(f"{name}: {spec.cls.summary}")
+        for f in FORMS:
+            if f in spec.forms:
+                click.echo(f"  {f:<12} seed {spec.forms[f].seed}")
+            else:
+                click.echo(f"  {f:<12} n/a: {spec.na.get(f, 'not implemented')}")
+        if "custom" in spec.forms:
+            click.echo(f"  {'custom':<12} the user's own backward")
+
+
+@main.command()
+@click.argument("layer")
+def new(layer: str) -> None:
+    """Print a starter case for LAYER (redirect it to a .yaml file)."""
+    from .cases import suggest
+    from .registry import layers
+
+    known = layers()
+    if layer not in known:
+        raise click.BadParameter(f"unknown layer {layer!r}{suggest(layer, known)}; known: "
+                                 f"{', '.join(sorted(known))}", param_hint="LAYER")
+    click.echo(known[layer].cls.starter_case(), nl=False)

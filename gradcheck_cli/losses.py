@@ -1,0 +1,161 @@
+"""Scalar losses on the network output y (batch first).
+
+Every loss is a sum of per-sample terms, ``L = sum_n l_n`` (``reduction: mean`` divides by N),
+which is what lets the numerical check read many perturbed copies from one forward call.
+``per_sample`` takes y with a leading axis of copies, shape (K, N, ...), and returns (K, N).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+
+
+class Loss:
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    target_kind: ClassVar[str | None] = None   # "projection" | "target" | "labels" | None
+
+    def make_target(self, out_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray | None:
+        return None
+
+    def check_target(self, t: np.ndarray, out_shape: tuple[int, ...]) -> str | None:
+        """A message when ``t`` cannot serve as this loss's target for ``out_shape``."""
+        if tuple(t.shape) != tuple(out_shape):
+            return f"has shape {list(t.shape)}, the network output has shape {list(out_shape)}"
+        return None
+
+    def per_sample(self, y: np.ndarray, t: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def grad(self, y: np.ndarray, t: np.ndarray | None) -> np.ndarray:
+        """dL/dy of the summed loss, shape of y (N, ...)."""
+        raise NotImplementedError
+
+
+LOSSES: dict[str, type[Loss]] = {}
+
+
+def register_loss(cls: type[Loss]) -> type[Loss]:
+    LOSSES[cls.name] = cls
+    return cls
+
+
+def _flat(y: np.ndarray) -> np.ndarray:
+    return y.reshape(*y.shape[:2], -1)
+
+
+@register_loss
+class Projection(Loss):
+    name = "projection"
+    summary = "L = sum(R * y), R standard normal from the seed: every output entry weighs in"
+    target_kind = "projection"
+
+    def make_target(self, out_shape, rng):
+        return rng.standard_normal(out_shape)
+
+    def per_sample(self, y, t):
+        return _flat(y * t).sum(axis=-1)
+
+    def grad(self, y, t):
+        return np.broadcast_to(t, y.shape).astype(y.dtype)
+
+
+@register_loss
+class Sum(Loss):
+    name = "sum"
+    summary = "L = sum(y)"
+
+    def per_sample(self, y, t):
+        return _flat(y).sum(axis=-1)
+
+    def grad(self, y, t):
+        return np.ones_like(y)
+
+
+@register_loss
+class MSE(Loss):
+    name = "mse"
+    summary = "L = 0.5 * sum((y - t)^2) (seed 003 §3); dL/dy = y - t"
+    target_kind = "target"
+
+    def make_target(self, out_shape, rng):
+        return rng.standard_normal(out_shape)
+
+    def per_sample(self, y, t):
+        return 0.5 * (_flat(y - t) ** 2).sum(axis=-1)
+
+    def grad(self, y, t):
+        return (y - t).astype(y.dtype)
+
+
+@register_loss
+class CrossEntropy(Loss):
+    name = "cross_entropy"
+    summary = "L = sum_n -log softmax(y_n)[t_n], integer labels t; dL/dy = softmax(y) - onehot(t)"
+    target_kind = "labels"
+
+    def make_target(self, out_shape, rng):
+        return rng.integers(0, int(np.prod(out_shape[1:])), size=out_shape[0])
+
+    def check_target(self, t, out_shape):
+        n_classes = int(np.prod(out_shape[1:]))
+        if t.shape != (out_shape[0],):
+            return f"needs one integer label per sample, shape [{out_shape[0]}], got {list(t.shape)}"
+        if not np.issubdtype(t.dtype, np.integer):
+            return f"needs integer labels, got dtype {t.dtype}"
+        if t.size and (t.min() < 0 or t.max() >= n_classes):
+            return f"labels must lie in 0..{n_classes - 1}"
+        return None
+
+    @staticmethod
+    def _log_softmax(z):
+        z = z - z.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+    def per_sample(self, y, t):
+        logp = self._log_softmax(_flat(y))
+        idx = np.broadcast_to(t.reshape(1, -1, 1), (logp.shape[0], logp.shape[1], 1))
+        return -np.take_along_axis(logp, idx, axis=-1)[..., 0]
+
+    def grad(self, y, t):
+        z = y.reshape(y.shape[0], -1)
+        p = np.exp(self._log_softmax(z[None]))[0]
+        p[np.arange(z.shape[0]), t] -= 1
+        return p.reshape(y.shape).astype(y.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundLoss:
+    """A loss with its target and reduction: the case's scalar L as a function of y."""
+
+    loss: Loss
+    target: np.ndarray | None
+    reduction: str = "sum"
+
+    def _scale(self, n: int) -> float:
+        return 1.0 / n if self.reduction == "mean" else 1.0
+
+    def value_stacked(self, y: np.ndarray) -> np.ndarray:
+        """L for each of K copies, y of shape (K, N, ...); returns (K,)."""
+        t = self.target
+        return self.loss.per_sample(y, t).sum(axis=1) * self._scale(y.shape[1])
+
+    def per_sample_stacked(self, y: np.ndarray) -> np.ndarray:
+        """Scaled per-sample terms l_n for K copies: (K, N)."""
+        return self.loss.per_sample(y, self.target) * self._scale(y.shape[1])
+
+    def value(self, y: np.ndarray) -> float:
+        return float(self.value_stacked(y[None])[0])
+
+    def grad(self, y: np.ndarray) -> np.ndarray:
+        t = self.target
+        if t is not None and self.loss.target_kind != "labels":
+            t = t.astype(y.dtype)
+        return self.loss.grad(y, t) * y.dtype.type(self._scale(y.shape[0]))
+
+
+def get_loss(name: str) -> Loss:
+    return LOSSES[name]()
+

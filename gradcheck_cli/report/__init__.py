@@ -1,0 +1,40 @@
+"""Renderers of check results: table (terminal), json, markdown, junit; arrays to .npz."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from ..check import CaseResult
+
+
+def fmt(x: float) -> str:
+    """A number for tables: 3 significant digits, exponent when small or large."""
+    x = float(x)
+    if x != x or x in (float("inf"), float("-inf")):
+        return str(x)
+    if x == 0:
+        return "0"
+    return f"{x:.3g}" if 1e-3 <= abs(x) < 1e4 else f"{x:.2e}"
+
+
+def reproduce(result: CaseResult) -> str:
+    """One command line that reruns this case and keeps its arrays."""
+    cmd = ["gradcheck", "run", result.file]
+    if result.sample:
+        cmd += ["--sample", str(result.sample)]
+    cmd += ["--save-arrays", "gradcheck-arrays"]
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
+def save_arrays(results: list[CaseResult], folder: str | Path) -> list[Path]:
+    """One ``<folder>/<case name>.npz`` per case."""
+    import numpy as np
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for r in results:
+        p = folder / f"{r.name}.npz"
+        np.savez(p, **r.arrays)
+        paths.append(p)
+    return paths

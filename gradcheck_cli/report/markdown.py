@@ -1,0 +1,42 @@
+"""Markdown report: one table per case, worst entries and a reproduce line on failure."""
+from __future__ import annotations
+
+from ..check import CaseResult
+from . import fmt, reproduce
+
+HEAD = ("layer", "type", "tensor", "form", "shape", "checked", "max abs err", "max rel err",
+        "worst index", "failed", "kinks", "verdict")
+
+
+def _line(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def render(results: list[CaseResult]) -> str:
+    out = []
+    for r in results:
+        out.append(f"## {r.name} — {'PASS' if r.passed else 'FAIL'}\n")
+        out.append(f"`{r.file}` · {r.dtype} · seed {r.seed} · rtol {r.rtol:g} · atol {r.atol:g}\n")
+        out.append(_line(HEAD))
+        out.append(_line(["---"] * len(HEAD)))
+        for row in r.rows:
+            out.append(_line([row.layer, row.type, row.tensor, row.form, "x".join(map(str, row.shape)),
+                              row.checked, fmt(row.max_abs_error), fmt(row.max_rel_error),
+                              list(row.worst_index), row.failed, row.kinks,
+                              "pass" if row.passed else "**FAIL**"]))
+        if r.agreement:
+            a = max(r.agreement, key=lambda a: a.max_rel_diff)
+            out.append(f"\nLargest difference between forms: {fmt(a.max_abs_diff)} "
+                       f"(relative {fmt(a.max_rel_diff)}) at layers[{a.layer}].{a.tensor}.")
+        failing = [row for row in r.rows if not row.passed]
+        if failing:
+            out.append("\n### Worst entries\n")
+            out.append(_line(("tensor", "form", "index", "analytic", "numerical", "abs err", "rel err")))
+            out.append(_line(["---"] * 7))
+            for row in failing:
+                for e in row.worst:
+                    out.append(_line([row.label, row.form, list(e.index), f"{e.analytic:.6g}",
+                                      f"{e.numerical:.6g}", fmt(e.abs_error), fmt(e.rel_error)]))
+            out.append(f"\nReproduce: `{reproduce(r)}`")
+        out.append("")
+    return "\n".join(out) + "\n"
