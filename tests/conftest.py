@@ -1,0 +1,35 @@
+"""Shared fixtures: cases from dicts, and test-only layers that are removed afterwards."""
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from gradcheck_cli import registry
+from gradcheck_cli.cases import from_dict
+
+
+@pytest.fixture
+def make_case(tmp_path):
+    """Build a validated Case from keyword fields (as in the YAML file)."""
+
+    def make(**doc):
+        return from_dict(doc, str(tmp_path / "case.yaml"), base_dir=tmp_path)
+
+    return make
+
+
+@pytest.fixture
+def temp_layer():
+    """Register Layer classes under test-only names; they are unregistered at teardown."""
+    added: list[str] = []
+
+    def add(name, cls):
+        registry.register(name)(cls)
+        added.append(name)
+        return cls
+
+    yield add
+    for name in added:
+        with contextlib.suppress(KeyError):
+            del registry.LAYERS[name]

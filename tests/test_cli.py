@@ -1,0 +1,176 @@
+"""The CLI through click's CliRunner: exit codes, JSON fields, renderers, bad input."""
+from __future__ import annotations
+
+import json
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gradcheck_cli.cli import main
+from gradcheck_cli.layers.dense import Linear
+from gradcheck_cli.registry import form, layers
+
+ROOT = Path(__file__).resolve().parents[1]
+ROW_FIELDS = {"layer", "type", "tensor", "form", "shape", "max_abs_error", "max_rel_error",
+              "worst_index", "failed", "kinks", "passed"}
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def write(tmp_path, text, name="case.yaml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+class WrongLinear(Linear):
+    """dL/dW off by a relative 1e-4 at entry [2, 1] in the correlation form only."""
+
+    @form("correlation", seed="test: a deliberately wrong gradient")
+    def correlation(self, dy, x, params):
+        g = super().correlation(dy, x, params)
+        g["W"] = g["W"].copy()
+        g["W"][2, 1] *= 1 + 1e-4
+        return g
+
+
+def test_cases_folder_passes_with_every_json_field():
+    res = invoke("run", ROOT / "cases", "--format", "json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["passed"] is True and doc["version"]
+    assert doc["cases"]
+    for case in doc["cases"]:
+        assert {"name", "file", "passed", "checks"} <= set(case)
+        assert case["passed"] is True
+        for row in case["checks"]:
+            assert ROW_FIELDS <= set(row)
+            assert row["passed"] is True
+
+
+def test_wrong_gradient_fails_with_its_index(tmp_path, temp_layer):
+    temp_layer("wrong_linear", WrongLinear)
+    case = write(tmp_path, """
+        name: wrong
+        input: [5, 4]
+        layers:
+          - {type: wrong_linear, out_features: 3}
+        """)
+    res = invoke("run", case, "--format", "json")
+    assert res.exit_code == 1, res.output
+    rows = {(r["tensor"], r["form"]): r for r in json.loads(res.output)["cases"][0]["checks"]}
+    bad = rows[("W", "correlation")]
+    assert not bad["passed"] and bad["failed"] == 1 and bad["worst_index"] == [2, 1]
+    assert bad["max_rel_error"] == pytest.approx(1e-4, rel=0.05)
+    assert rows[("W", "kron")]["passed"] and rows[("W", "spray")]["passed"]
+
+    table = invoke("run", case)
+    assert table.exit_code == 1
+    assert "worst entries" in table.output and "reproduce: gradcheck run" in table.output
+    assert "[2, 1]" in table.output
+
+
+def test_broken_case_is_one_line_and_exit_2(tmp_path):
+    case = write(tmp_path, """
+        input: [4, 6]
+        layers:
+          - type: linear
+            out_features: 0
+        """)
+    res = CliRunner().invoke(main, ["run", str(case)])
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "layers[0].out_features" in lines[0] and str(case) in lines[0]
+    assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("input: [4\nlayers: []\n", ":2: broken YAML"),
+    ("input: [4, 6]\nlayers:\n  - type: lineer\n", "did you mean `linear`"),
+    ("input: [4, 6]\nlayers:\n  - {type: relu}\nloss: !!python/object/apply:os.system [ls]\n", "refused YAML tag"),
+    ("input: [4, 6]\nlayer: []\n", "unknown field (did you mean `layers`?)"),
+    ("- 1\n- 2\n", "top level must be a mapping"),
+    ("", "empty file"),
+])
+def test_bad_input_messages(tmp_path, text, expect):
+    res = invoke("run", write(tmp_path, text))
+    assert res.exit_code == 2 and expect in res.output, res.output
+
+
+def test_missing_file_exit_2(tmp_path):
+    res = invoke("run", tmp_path / "nope.yaml")
+    assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_markdown_junit_and_arrays(tmp_path):
+    case = ROOT / "cases" / "linear-mse.yaml"
+    md, xml = tmp_path / "r.md", tmp_path / "r.xml"
+    res = invoke("run", case, "--format", "markdown", "--output", md, "--junit-xml", xml,
+                 "--save-arrays", tmp_path / "arrays")
+    assert res.exit_code == 0, res.output
+    assert "| layer | type | tensor | form |" in md.read_text()
+    suite = ET.parse(xml).getroot()
+    cases = suite.findall(".//testcase")
+    assert len(cases) == int(suite.get("tests")) > 0 and not suite.findall(".//failure")
+    z = np.load(tmp_path / "arrays" / "linear-mse.npz")
+    for key in ("input", "target", "layer0.W", "layer1.w", "layer0.W.kron.analytic",
+                "layer0.W.kron.numerical", "layer1.w.spray.analytic"):
+        assert key in z.files, key
+    np.testing.assert_allclose(z["layer0.W.kron.analytic"], z["layer0.W.kron.numerical"], rtol=1e-6)
+
+
+def test_junit_reports_failures(tmp_path, temp_layer):
+    temp_layer("wrong_linear", WrongLinear)
+    case = write(tmp_path, "input: [3, 4]\nlayers:\n  - {type: wrong_linear, out_features: 3}\n")
+    xml = tmp_path / "r.xml"
+    assert invoke("run", case, "--junit-xml", xml).exit_code == 1
+    failures = ET.parse(xml).getroot().findall(".//failure")
+    assert len(failures) == 1 and "[2, 1]" in failures[0].get("message")
+
+
+def test_sample_checks_k_entries(tmp_path):
+    case = write(tmp_path, "input: [6, 5]\nlayers:\n  - {type: linear, out_features: 4}\n")
+    res = invoke("run", case, "--sample", 3, "--format", "json")
+    rows = json.loads(res.output)["cases"][0]["checks"]
+    assert res.exit_code == 0
+    assert {r["tensor"]: r["checked"] for r in rows} == {"x": 3, "W": 3, "b": 3}
+
+
+def test_list_shows_forms_and_na_reasons():
+    res = invoke("list")
+    assert res.exit_code == 0
+    assert "linear:" in res.output and "n/a:" in res.output and "seed 001" in res.output
+
+
+@pytest.mark.parametrize("name", sorted(layers()))
+def test_new_prints_a_case_that_validates_and_runs(tmp_path, name):
+    res = invoke("new", name)
+    assert res.exit_code == 0
+    case = write(tmp_path, res.output)
+    assert invoke("validate", case).exit_code == 0
+
+
+def test_new_unknown_layer_suggests():
+    res = invoke("new", "lineer")
+    assert res.exit_code == 2 and "linear" in res.output
+
+
+def test_validate_reports_every_bad_file(tmp_path):
+    write(tmp_path, "input: [2, 3]\nlayers:\n  - {type: relu}\n", "good.yaml")
+    write(tmp_path, "input: [2, 3]\nlayers:\n  - {type: relu, slope: 1}\n", "bad.yaml")
+    res = invoke("validate", tmp_path)
+    assert res.exit_code == 2
+    assert "ok:" in res.output and "layers[0].slope" in res.output
+
+
+def test_version_and_help():
+    assert invoke("--version").exit_code == 0
+    for cmd in ("run", "list", "validate", "new"):
+        res = invoke(cmd, "--help")
+        assert res.exit_code == 0 and "Usage" in res.output
