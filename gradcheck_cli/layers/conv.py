@@ -1,0 +1,487 @@
+"""Convolution layers: conv2d, conv1d, correlation1d — forward and three gradient forms.
+
+Convolution here is cross-correlation, as in deep learning (seed 002 §2):
+
+    y[n, o, p, q] = b[o] + sum_{c, i, j} W[o, c, i, j] * pad(x)[n, c, p*sh + i, q*sw + j]
+
+with x (N, C, H, W), W (O, C, kh, kw), b (O,), stride (sh, sw), zero padding (ph, pw) and
+output size Ho = floor((H + 2 ph - kh) / sh) + 1 (the remainder rows of pad(x) are never read).
+
+The module-level functions are the public, stable API (other layers build on them):
+
+- :func:`conv2d_forward` — y from x, W, b.
+- :func:`conv2d_forward_stacked` — y for K weight tensors at once (one im2col, one einsum).
+- :func:`conv2d_grads_kron`, :func:`conv2d_grads_correlation`, :func:`conv2d_grads_spray` —
+  ``(dx, dW, db)`` from dy = dL/dy in each derivation form; ``db`` is always returned.
+- :func:`kron_matrices` — P_phi and P_pad of seed 001 as scipy.sparse matrices;
+  :func:`im2col` — the patches of pad(x) as an (N, C, Ho, Wo, kh, kw) strided view.
+
+conv1d is conv2d on (N, C, 1, L) with a (1, k) kernel; correlation1d is seed 003 §7,
+y_i = sum_j x_{i+j} w_j, one channel and no bias.
+Index conventions of the kron form follow ../shared notes vec-form.md (simpleNN): column-major
+vec, channel fastest, then height, then width, then instance.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.signal as sps
+from numpy.lib.stride_tricks import as_strided
+
+from ..registry import Layer, Option, form, need, pair, register
+
+__all__ = [
+    "conv_output_size", "pad2d", "unpad2d", "im2col", "kron_matrices", "dilate",
+    "conv2d_forward", "conv2d_forward_stacked",
+    "conv2d_grads_kron", "conv2d_grads_correlation", "conv2d_grads_spray",
+    "Conv2d", "Conv1d", "Correlation1d",
+]
+
+Pair = tuple[int, int]
+
+
+# ==========================================================================================
+# shared pieces
+# ==========================================================================================
+def conv_output_size(n: int, k: int, s: int, p: int) -> int:
+    """floor((n + 2p - k) / s) + 1: outputs along one axis (seed 001: a_conv)."""
+    return (n + 2 * p - k) // s + 1
+
+
+def pad2d(x: np.ndarray, padding: Pair) -> np.ndarray:
+    """Zero-pad the last two axes of x by (ph, pw) on both sides (seed 001: pad(Z) = P_pad Z)."""
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    width = [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)]
+    return np.pad(x, width)
+
+
+def unpad2d(xp: np.ndarray, padding: Pair, shape: tuple[int, int]) -> np.ndarray:
+    """The interior of a padded array (P_pad^T): rows ph..ph+H, columns pw..pw+W."""
+    ph, pw = padding
+    H, W = shape
+    return xp[..., ph:ph + H, pw:pw + W]
+
+
+def im2col(xp: np.ndarray, kernel: Pair, stride: Pair) -> np.ndarray:
+    """Patches of an already padded (N, C, Hp, Wp) array: a read-only view (N, C, Ho, Wo, kh, kw).
+
+    patch[n, c, p, q, i, j] = xp[n, c, p*sh + i, q*sw + j] (numpy stride tricks, no copy).
+    """
+    kh, kw = kernel
+    sh, sw = stride
+    N, C, Hp, Wp = xp.shape
+    Ho, Wo = (Hp - kh) // sh + 1, (Wp - kw) // sw + 1
+    s = xp.strides
+    return as_strided(xp, shape=(N, C, Ho, Wo, kh, kw),
+                      strides=(s[0], s[1], s[2] * sh, s[3] * sw, s[2], s[3]), writeable=False)
+
+
+def dilate(dy: np.ndarray, stride: Pair) -> np.ndarray:
+    """Insert (s - 1) zeros between neighbouring entries of the last two axes (seed 002's trick).
+
+    A strided convolution is the stride-1 convolution sampled every s entries, so its backward
+    is the stride-1 backward of the zero-filled ("dilated") dL/dy.
+    """
+    sh, sw = stride
+    if sh == 1 and sw == 1:
+        return dy
+    *lead, Ho, Wo = dy.shape
+    out = np.zeros((*lead, (Ho - 1) * sh + 1, (Wo - 1) * sw + 1), dtype=dy.dtype)
+    out[..., ::sh, ::sw] = dy
+    return out
+
+
+def _check_shapes(x: np.ndarray, W: np.ndarray) -> None:
+    if x.ndim != 4 or W.ndim != 4 or x.shape[1] != W.shape[1]:
+        raise ValueError(f"conv2d: x (N, C, H, W) and W (O, C, kh, kw) do not match: "
+                         f"{x.shape} vs {W.shape}")
+
+
+# ==========================================================================================
+# forward
+# ==========================================================================================
+def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray | None,
+                   stride: Pair = (1, 1), padding: Pair = (0, 0)) -> np.ndarray:
+    """y = W * pad(x) + b (cross-correlation): x (N, C, H, W), W (O, C, kh, kw), b (O,) or None.
+
+    Returns y (N, O, Ho, Wo). One strided im2col view and one tensordot, no Python loops.
+    """
+    _check_shapes(x, W)
+    cols = im2col(pad2d(x, padding), W.shape[2:], stride)        # (N, C, Ho, Wo, kh, kw)
+    y = np.tensordot(cols, W, axes=([1, 4, 5], [1, 2, 3]))       # (N, Ho, Wo, O)
+    y = np.moveaxis(y, 3, 1)
+    if b is not None:
+        y = y + b[None, :, None, None]
+    return np.ascontiguousarray(y)
+
+
+def conv2d_forward_stacked(x: np.ndarray, Ws: np.ndarray, b: np.ndarray | None,
+                           stride: Pair = (1, 1), padding: Pair = (0, 0)) -> np.ndarray:
+    """Outputs for K weight tensors Ws (K, O, C, kh, kw) at once: (K, N, O, Ho, Wo).
+
+    im2col once, then one contraction over (c, i, j) for all K weights.
+    """
+    K, O = Ws.shape[:2]
+    cols = im2col(pad2d(x, padding), Ws.shape[3:], stride)       # (N, C, Ho, Wo, kh, kw)
+    N, C, Ho, Wo, kh, kw = cols.shape
+    A = np.ascontiguousarray(cols.transpose(0, 2, 3, 1, 4, 5)).reshape(N * Ho * Wo, C * kh * kw)
+    Y = A @ Ws.reshape(K * O, C * kh * kw).T                     # (N Ho Wo, K O)
+    y = Y.reshape(N, Ho, Wo, K, O).transpose(3, 0, 4, 1, 2)
+    if b is not None:
+        y = y + b[None, None, :, None, None]
+    return np.ascontiguousarray(y)
+
+
+# ==========================================================================================
+# kron form: seed 001 with P_phi, P_pad as sparse 0/1 matrices
+# ==========================================================================================
+@functools.lru_cache(maxsize=64)
+def kron_matrices(C: int, H: int, W: int, kernel: Pair, stride: Pair,
+                  padding: Pair) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """P_phi and P_pad of seed 001 for one instance Z (C x H*W), as scipy.sparse 0/1 matrices.
+
+    Column-major vec, channel fastest (vec-form.md): vec(Z)[c + r*C + q*H*C] = Z at channel c,
+    row r, column q. ``P_pad`` (C*Hp*Wp x C*H*W) embeds vec(Z) into vec(pad(Z)).
+    ``P_phi`` (kh*kw*C*Ho*Wo x C*Hp*Wp) gathers vec(phi(pad(Z))), where phi(pad(Z)) is the
+    (kh*kw*C) x (Ho*Wo) im2col matrix whose row k = i + j*kh + c*kh*kw (filter row fastest,
+    then filter column, then channel) and column p + q*Ho (output position, column-major).
+    """
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = padding
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    Ho, Wo = (Hp - kh) // sh + 1, (Wp - kw) // sw + 1
+    # P_pad: vec(Z)[c, r, q] -> vec(pad Z)[c, r + ph, q + pw]
+    c, r, q = np.meshgrid(np.arange(C), np.arange(H), np.arange(W), indexing="ij")
+    src = (c + r * C + q * H * C).ravel()
+    dst = (c + (r + ph) * C + (q + pw) * Hp * C).ravel()
+    P_pad = sp.csr_matrix((np.ones(src.size), (dst, src)), shape=(C * Hp * Wp, C * H * W))
+    # P_phi: row (i + j kh + c kh kw) + (p + q Ho) * kh kw C  <-  pad Z[c, p sh + i, q sw + j]
+    i, j, c, p, q = np.meshgrid(np.arange(kh), np.arange(kw), np.arange(C), np.arange(Ho),
+                                np.arange(Wo), indexing="ij")
+    row = (i + j * kh + c * kh * kw) + (p + q * Ho) * (kh * kw * C)
+    col = c + (p * sh + i) * C + (q * sw + j) * Hp * C          # stride only in the offset
+    P_phi = sp.csr_matrix((np.ones(row.size), (row.ravel(), col.ravel())),
+                          shape=(kh * kw * C * Ho * Wo, C * Hp * Wp))
+    return P_phi, P_pad
+
+
+def _Z(x: np.ndarray) -> np.ndarray:
+    """The batch as columns vec(Z^i): (C*H*W, N) in seed 001's order (c, then row, then column)."""
+    N = x.shape[0]
+    return x.transpose(0, 3, 2, 1).reshape(N, -1).T
+
+
+def _W_mat(W: np.ndarray) -> np.ndarray:
+    """W^m: O x (kh*kw*C), column k = i + j*kh + c*kh*kw."""
+    O = W.shape[0]
+    return W.transpose(0, 1, 3, 2).reshape(O, -1)
+
+
+def conv2d_grads_kron(dy: np.ndarray, x: np.ndarray, W: np.ndarray, stride: Pair = (1, 1),
+                      padding: Pair = (0, 0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dx, dW, db) by seed 001: eqs. (1), (5) and (9), with phi = P_phi P_pad vec(Z).
+
+    dL/dW^m = sum_i dS^i phi(pad(Z^i))^T         (eq. 1, from vec(AB)^T = vec(A)^T (B ⊗ I))
+    dL/db^m = sum_i dS^i 1                        (eq. 5)
+    dL/dvec(Z^i)^T = vec(W^T dS^i)^T P_phi P_pad  (eq. 9), i.e. P_pad^T P_phi^T vec(W^T dS^i)
+    The Kronecker factors are never formed: the identities turn them into the products above.
+    """
+    _check_shapes(x, W)
+    N, C, H, Wd = x.shape
+    O, _, kh, kw = W.shape
+    Ho, Wo = dy.shape[2:]
+    P_phi, P_pad = kron_matrices(C, H, Wd, (kh, kw), tuple(stride), tuple(padding))
+    # phi(pad(Z^i)) for every instance: (kh kw C * Ho Wo) x N -> (kh kw C) x (Ho Wo N)
+    Phi = (P_phi @ (P_pad @ _Z(x))).reshape(kh * kw * C, Ho * Wo * N, order="F")
+    dS = dy.transpose(1, 0, 3, 2).reshape(O, N * Wo * Ho)       # [dS^1 ... dS^N], column p + q Ho
+    Wm = _W_mat(W)
+    dWm = dS @ Phi.T                                              # eq. (1), summed over i
+    db = dS @ np.ones(Ho * Wo * N)                                # eq. (5), summed over i
+    G = (Wm.T @ dS).reshape(kh * kw * C * Ho * Wo, N, order="F")  # vec(W^T dS^i) as columns
+    dZ = P_pad.T @ (P_phi.T @ G)                                  # eq. (9): scatter-add, then slice
+    dx = dZ.T.reshape(N, Wd, H, C).transpose(0, 3, 2, 1)
+    dW = dWm.reshape(O, C, kw, kh).transpose(0, 1, 3, 2)
+    dt = np.result_type(dy, x, W)                                 # the 0/1 matrices are float64
+    return (np.ascontiguousarray(dx, dtype=dt), np.ascontiguousarray(dW, dtype=dt),
+            np.asarray(db, dtype=dt))
+
+
+# ==========================================================================================
+# correlation form: seed 003 §6-7 with seed 002's dilation trick for stride
+# ==========================================================================================
+def conv2d_grads_correlation(dy: np.ndarray, x: np.ndarray, W: np.ndarray, stride: Pair = (1, 1),
+                             padding: Pair = (0, 0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dx, dW, db) by seed 003: y = x ⊙ w gives dL/dx = dL/dy ⊗ w and dL/dw = x ⊙ dL/dy.
+
+    Per (n, o): pad(dx)[n] += full convolution of dilate(dy[n, o]) with W[o] (all channels in one
+    3-D call: the size-1 channel axis of dy just scales), dW[o] = sum_n valid correlation of
+    pad(x)[n] with dilate(dy[n, o]). Stride: dilate dy with zeros (seed 002). Remainder rows of
+    pad(x) that no window reads get no gradient; P_pad^T slices the interior.
+    """
+    _check_shapes(x, W)
+    N, C, H, Wd = x.shape
+    O, _, kh, kw = W.shape
+    xp = pad2d(x, padding)
+    Hp, Wp = xp.shape[2:]
+    dyd = dilate(dy, stride)                                      # (N, O, Hd, Wd_)
+    dxp = np.zeros_like(xp, dtype=np.result_type(dy, W))
+    dW = np.zeros_like(W, dtype=np.result_type(dy, x))
+    Hf, Wf = dyd.shape[2] + kh - 1, dyd.shape[3] + kw - 1        # extent of the full convolution
+    for n in range(N):
+        for o in range(O):
+            g = dyd[n, o][None]                                   # (1, Hd, Wd)
+            dxp[n, :, :Hf, :Wf] += sps.convolve(g, W[o], mode="full", method="direct")  # dL/dy ⊗ w
+            dW[o] += sps.correlate(xp[n], g, mode="valid", method="direct")[:, :kh, :kw]  # x ⊙ dL/dy
+    db = dy.sum(axis=(0, 2, 3))                                   # <dy, Δb 1> = <sum dy, Δb>
+    return np.ascontiguousarray(unpad2d(dxp, padding, (H, Wd))), dW, db
+
+
+# ==========================================================================================
+# spray form: seed 002 eqs. (9)-(10)
+# ==========================================================================================
+def conv2d_grads_spray(dy: np.ndarray, x: np.ndarray, W: np.ndarray, stride: Pair = (1, 1),
+                       padding: Pair = (0, 0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dx, dW, db) by seed 002: each dL/dy[:, :, p, q] sprays onto its receptive field.
+
+    dL/dx = sum_{p,q} dL/dy_{pq} dy_{pq}/dx (eq. 9) with dy_{pq}/dx = W placed on the window at
+    (p sh, q sw) (eq. 10; the stride only moves the window). dL/dW: "treat x as the filter" —
+    the same dy_{pq} sprays onto dW weighted by the x patch it read. One loop over output
+    positions, vectorised over batch and channels.
+    """
+    _check_shapes(x, W)
+    N, C, H, Wd = x.shape
+    O, _, kh, kw = W.shape
+    sh, sw = stride
+    xp = pad2d(x, padding)
+    Ho, Wo = dy.shape[2:]
+    dxp = np.zeros_like(xp, dtype=np.result_type(dy, W))
+    dW = np.zeros_like(W, dtype=np.result_type(dy, x))
+    for p in range(Ho):
+        for q in range(Wo):
+            r, s = p * sh, q * sw
+            g = dy[:, :, p, q]                                    # (N, O)
+            dxp[:, :, r:r + kh, s:s + kw] += np.einsum("no,ocij->ncij", g, W)
+            dW += np.einsum("no,ncij->ocij", g, xp[:, :, r:r + kh, s:s + kw])
+    db = dy.sum(axis=(0, 2, 3))                                   # each dy_{n,o,p,q} sprays onto b_o
+    return np.ascontiguousarray(unpad2d(dxp, padding, (H, Wd))), dW, db
+
+
+_GRADS = {"kron": conv2d_grads_kron, "correlation": conv2d_grads_correlation,
+          "spray": conv2d_grads_spray}
+
+
+# ==========================================================================================
+# conv2d layer
+# ==========================================================================================
+@register("conv2d")
+class Conv2d(Layer):
+    summary = "cross-correlation y = W * pad(x) + b; x (N, C, H, W), W (out, in, kh, kw), b (out)"
+    options = (
+        Option("out_channels", "int", min=1, help="number of filters (output channels)"),
+        Option("kernel", "pair", min=1, help="kernel size: int or [kh, kw]"),
+        Option("stride", "pair", default=1, min=1, help="stride: int or [sh, sw]"),
+        Option("padding", "pair", default=0, min=0, help="zero padding on each side: int or [ph, pw]"),
+        Option("bias", "bool", default=True, help="add b"),
+    )
+    regularized = ("W",)
+    example_input = (2, 3, 7, 6)
+    example = {"out_channels": 4, "kernel": [3, 2], "stride": 2, "padding": 1}
+
+    def params(self):
+        return ("W", "b") if self.bias else ("W",)
+
+    @property
+    def k(self) -> Pair:
+        return pair(self.kernel)
+
+    @property
+    def s(self) -> Pair:
+        return pair(self.stride)
+
+    @property
+    def p(self) -> Pair:
+        return pair(self.padding)
+
+    def output_shape(self, in_shape):
+        need(len(in_shape) == 4, "input", f"conv2d needs (N, C, H, W), got shape {list(in_shape)}")
+        (kh, kw), (sh, sw), (ph, pw) = self.k, self.s, self.p
+        N, C, H, W = in_shape
+        need(H + 2 * ph >= kh and W + 2 * pw >= kw, "kernel",
+             f"kernel {[kh, kw]} is larger than the padded input {[H + 2 * ph, W + 2 * pw]}")
+        return (N, self.out_channels, conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw))
+
+    def param_shapes(self, in_shape):
+        shapes = {"W": (self.out_channels, in_shape[1], *self.k)}
+        if self.bias:
+            shapes["b"] = (self.out_channels,)
+        return shapes
+
+    def init_params(self, in_shape, rng):
+        shapes = self.param_shapes(in_shape)
+        p = {"W": rng.standard_normal(shapes["W"]) / np.sqrt(np.prod(shapes["W"][1:]))}
+        if self.bias:
+            p["b"] = 0.1 * rng.standard_normal(shapes["b"])
+        return p
+
+    def forward(self, x, params):
+        return conv2d_forward(x, params["W"], params.get("b") if self.bias else None, self.s, self.p)
+
+    def forward_stacked(self, x, params, name, values):
+        b = params.get("b") if self.bias else None
+        if name == "W":
+            return conv2d_forward_stacked(x, values, b, self.s, self.p)
+        y = conv2d_forward(x, params["W"], None, self.s, self.p)
+        return y[None] + values[:, None, :, None, None]
+
+    def _grads(self, which, dy, x, params):
+        dx, dW, db = _GRADS[which](dy, x, params["W"], self.s, self.p)
+        out = {"x": dx, "W": dW}
+        if self.bias:
+            out["b"] = db
+        return out
+
+    @form("kron", seed="001 eqs. (1), (5), (9): dW = dS phi(pad Z)^T, db = dS 1, dZ = vec(W^T dS)^T P_phi P_pad")
+    def kron(self, dy, x, params):
+        return self._grads("kron", dy, x, params)
+
+    @form("correlation", seed="003 §7: dx = dilate(dy) ⊗ W (full convolution), dW = x ⊙ dilate(dy); stride by zero dilation (002)")
+    def correlation(self, dy, x, params):
+        return self._grads("correlation", dy, x, params)
+
+    @form("spray", seed="002 eqs. (9)-(10): each dy_pq sprays W onto its receptive field; dW with x as the filter")
+    def spray(self, dy, x, params):
+        return self._grads("spray", dy, x, params)
+
+
+# ==========================================================================================
+# conv1d layer: conv2d on (N, C, 1, L) with a (1, k) kernel
+# ==========================================================================================
+@register("conv1d")
+class Conv1d(Layer):
+    summary = "1-D cross-correlation y = W * pad(x) + b; x (N, C, L), W (out, in, k), b (out)"
+    options = (
+        Option("out_channels", "int", min=1, help="number of filters (output channels)"),
+        Option("kernel", "int", min=1, help="kernel length k"),
+        Option("stride", "int", default=1, min=1, help="stride"),
+        Option("padding", "int", default=0, min=0, help="zero padding on each side"),
+        Option("bias", "bool", default=True, help="add b"),
+    )
+    regularized = ("W",)
+    example_input = (2, 3, 11)
+    example = {"out_channels": 2, "kernel": 3, "stride": 2, "padding": 1}
+
+    def params(self):
+        return ("W", "b") if self.bias else ("W",)
+
+    def _2d(self):
+        return (1, self.stride), (0, self.padding)
+
+    def output_shape(self, in_shape):
+        need(len(in_shape) == 3, "input", f"conv1d needs (N, C, L), got shape {list(in_shape)}")
+        N, C, L = in_shape
+        need(L + 2 * self.padding >= self.kernel, "kernel",
+             f"kernel {self.kernel} is longer than the padded input {L + 2 * self.padding}")
+        return (N, self.out_channels, conv_output_size(L, self.kernel, self.stride, self.padding))
+
+    def param_shapes(self, in_shape):
+        shapes = {"W": (self.out_channels, in_shape[1], self.kernel)}
+        if self.bias:
+            shapes["b"] = (self.out_channels,)
+        return shapes
+
+    def init_params(self, in_shape, rng):
+        shapes = self.param_shapes(in_shape)
+        p = {"W": rng.standard_normal(shapes["W"]) / np.sqrt(np.prod(shapes["W"][1:]))}
+        if self.bias:
+            p["b"] = 0.1 * rng.standard_normal(shapes["b"])
+        return p
+
+    def forward(self, x, params):
+        s, p = self._2d()
+        b = params.get("b") if self.bias else None
+        return conv2d_forward(x[:, :, None], params["W"][:, :, None], b, s, p)[:, :, 0]
+
+    def forward_stacked(self, x, params, name, values):
+        s, p = self._2d()
+        b = params.get("b") if self.bias else None
+        if name == "W":
+            return conv2d_forward_stacked(x[:, :, None], values[:, :, :, None], b, s, p)[:, :, :, 0]
+        y = conv2d_forward(x[:, :, None], params["W"][:, :, None], None, s, p)[:, :, 0]
+        return y[None] + values[:, None, :, None]
+
+    def _grads(self, which, dy, x, params):
+        s, p = self._2d()
+        dx, dW, db = _GRADS[which](dy[:, :, None], x[:, :, None], params["W"][:, :, None], s, p)
+        out = {"x": dx[:, :, 0], "W": dW[:, :, 0]}
+        if self.bias:
+            out["b"] = db
+        return out
+
+    @form("kron", seed="001 eqs. (1), (5), (9) with a = 1 row: dW = dS phi(pad Z)^T, dZ = vec(W^T dS)^T P_phi P_pad")
+    def kron(self, dy, x, params):
+        return self._grads("kron", dy, x, params)
+
+    @form("correlation", seed="003 §7: dx = dilate(dy) ⊗ w (full convolution), dw = x ⊙ dilate(dy)")
+    def correlation(self, dy, x, params):
+        return self._grads("correlation", dy, x, params)
+
+    @form("spray", seed="002 eqs. (9)-(10) in 1-D: each dy_p sprays w onto x[p s : p s + k]")
+    def spray(self, dy, x, params):
+        return self._grads("spray", dy, x, params)
+
+
+# ==========================================================================================
+# correlation1d: seed 003 §7, y_i = sum_j x_{i+j} w_j ("valid"), x (N, L), w (k,)
+# ==========================================================================================
+@register("correlation1d")
+class Correlation1d(Layer):
+    summary = "seed 003 §7: y_i = sum_j x_{i+j} w_j (valid), x (N, L), w (k,)"
+    options = (Option("kernel", "int", min=1, help="length k of w"),)
+    param_names = ("w",)
+    example_input = (2, 9)
+    example = {"kernel": 3}
+
+    def output_shape(self, in_shape):
+        need(len(in_shape) == 2, "input", f"correlation1d needs (N, L), got shape {list(in_shape)}")
+        need(in_shape[1] >= self.kernel, "kernel",
+             f"kernel {self.kernel} is longer than the input length {in_shape[1]}")
+        return (in_shape[0], in_shape[1] - self.kernel + 1)
+
+    def param_shapes(self, in_shape):
+        return {"w": (self.kernel,)}
+
+    def init_params(self, in_shape, rng):
+        return {"w": rng.standard_normal(self.kernel) / np.sqrt(self.kernel)}
+
+    def forward(self, x, params):
+        return conv2d_forward(x[:, None, None], params["w"][None, None, None], None)[:, 0, 0]
+
+    def forward_stacked(self, x, params, name, values):
+        return conv2d_forward_stacked(x[:, None, None], values[:, None, None, None], None)[:, :, 0, 0]
+
+    @form("kron", seed="001 eqs. (1), (9) with d = 1, a = 1: dw = dS phi(Z)^T, dZ = vec(w^T dS)^T P_phi")
+    def kron(self, dy, x, params):
+        dx, dW, _ = conv2d_grads_kron(dy[:, None, None], x[:, None, None], params["w"][None, None, None])
+        return {"x": dx[:, 0, 0], "w": dW[0, 0, 0]}
+
+    @form("correlation", seed="003 §7.2-7.3: dL/dx = dL/dy ⊗ w (full convolution), dL/dw = x ⊙ dL/dy")
+    def correlation(self, dy, x, params):
+        w = params["w"]
+        dx = np.stack([np.convolve(g, w, mode="full") for g in dy])            # dy ⊗ w
+        dw = sum(np.correlate(xn, g, mode="valid") for xn, g in zip(x, dy))     # x ⊙ dy
+        return {"x": dx, "w": np.asarray(dw)}
+
+    @form("spray", seed="002 eqs. (9)-(10) in 1-D: dy_i sprays w onto x[i : i + k]; dw with x as the filter")
+    def spray(self, dy, x, params):
+        w = params["w"]
+        k = w.size
+        dx, dw = np.zeros_like(x, dtype=np.result_type(dy, w)), np.zeros_like(w, dtype=np.result_type(dy, x))
+        for i in range(dy.shape[1]):
+            dx[:, i:i + k] += dy[:, i, None] * w
+            dw += dy[:, i] @ x[:, i:i + k]
+        return {"x": dx, "w": dw}
