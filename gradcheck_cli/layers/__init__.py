@@ -1,3 +1,3 @@
 """Built-in layers: importing a module registers its layers."""
 from . import dense  # noqa: F401
-from . import conv  # noqa: F401
+from . import conv, pool  # noqa: F401

@@ -1,0 +1,173 @@
+"""Pooling layers: maxpool2d and avgpool2d over (N, C, H, W), per channel, no padding.
+
+Windows of ``size`` (kh, kw) start every ``stride`` (sh, sw) (default: the size, seed 001's
+non-overlapping pooling); overlapping windows (stride < size) work too. A remainder that does
+not fill a window is dropped: Ho = floor((H - kh) / sh) + 1 (= floor(H / kh) when stride = size,
+seed 001's "pooled size floor(a_conv / h_pool)").
+
+Max-pooling ties: the first index of the window in row-major order wins (smallest row, then
+smallest column) — what ``np.argmax`` over the flattened (kh, kw) window returns, and the order
+PyTorch's max_pool2d scans. Every form uses this same rule, so the forms agree exactly even on
+ties. (simpleNN's column-major im2col would prefer the smallest column instead; the two differ
+only when a window holds equal maxima.) The numerical check treats a tie as a kink: the left and
+right differences differ and the analytic value must lie between them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..registry import Layer, Option, form, need, pair, register
+from .conv import conv2d_grads_correlation, im2col, kron_matrices
+
+__all__ = ["pool_windows", "maxpool2d_argmax", "pool_gather", "MaxPool2d", "AvgPool2d"]
+
+
+def pool_windows(x: np.ndarray, size, stride) -> np.ndarray:
+    """(N, C, Ho, Wo, kh*kw) view-copy of the windows, each flattened in row-major order."""
+    cols = im2col(x, size, stride)
+    return cols.reshape(*cols.shape[:4], -1)
+
+
+def maxpool2d_argmax(x: np.ndarray, size, stride) -> np.ndarray:
+    """Position (row-major, 0 .. kh*kw-1) of the max in every window; ties -> first index."""
+    return np.argmax(pool_windows(x, size, stride), axis=-1)
+
+
+def pool_gather(C: int, H: int, W: int, size, stride) -> np.ndarray:
+    """For one instance: (Ho*Wo, C, kh*kw) positions in vec(Z) (seed 001 order) of every window.
+
+    Read off P_phi of seed 001 with filter = pool size and no padding (vec-form.md: "the same
+    im2col index with filter = stride = pool size"); rows p + q*Ho, windows row-major.
+    """
+    kh, kw = size
+    P_phi, _ = kron_matrices(C, H, W, (kh, kw), tuple(stride), (0, 0))
+    Ho, Wo = (H - kh) // stride[0] + 1, (W - kw) // stride[1] + 1
+    g = P_phi.indices.reshape(Ho * Wo, C, kw, kh)        # one 1 per row; row i + j kh + c kh kw
+    return g.transpose(0, 1, 3, 2).reshape(Ho * Wo, C, kh * kw)
+
+
+def _vec_batch(x: np.ndarray) -> np.ndarray:
+    """vec of the whole batch, seed 001 order: c, then row, then column, then instance."""
+    return x.transpose(0, 3, 2, 1).reshape(-1)
+
+
+def _unvec_batch(v: np.ndarray, shape) -> np.ndarray:
+    N, C, H, W = shape
+    return v.reshape(N, W, H, C).transpose(0, 3, 2, 1)
+
+
+class _Pool(Layer):
+    options = (
+        Option("size", "pair", min=1, help="window: int or [kh, kw]"),
+        Option("stride", "pair", default=None, min=1, help="int or [sh, sw]; default: the size"),
+    )
+    example_input = (2, 3, 6, 7)
+    example = {"size": 2, "stride": 2}
+
+    @property
+    def k(self):
+        return pair(self.size)
+
+    @property
+    def s(self):
+        return pair(self.stride) if self.stride is not None else self.k
+
+    def output_shape(self, in_shape):
+        need(len(in_shape) == 4, "input",
+             f"{self.type_name} needs (N, C, H, W), got shape {list(in_shape)}")
+        (kh, kw), (sh, sw) = self.k, self.s
+        N, C, H, W = in_shape
+        need(H >= kh and W >= kw, "size", f"window {[kh, kw]} is larger than the input {[H, W]}")
+        return (N, C, (H - kh) // sh + 1, (W - kw) // sw + 1)
+
+    def _P_pool(self, x: np.ndarray, weights: np.ndarray | None) -> sp.csr_matrix:
+        """P_pool for the whole batch: vec(Z^{m+1}) = P_pool vec(Z^m) (seed 001 eq. (7)).
+
+        Row c + (p + q Ho) C + n C Ho Wo of the output; ``weights`` None -> max pooling (one 1 at
+        the argmax of the window), else the (kh*kw,) weights spread over every window entry.
+        """
+        N, C, H, W = x.shape
+        g = pool_gather(C, H, W, self.k, self.s)               # (HoWo, C, kh kw)
+        M = g.shape[0] * C
+        rows_one = np.arange(M).reshape(g.shape[0], C)          # c + pq C
+        if weights is None:
+            vals = np.stack([_vec_batch(x[n:n + 1])[g] for n in range(N)])   # (N, HoWo, C, khkw)
+            pick = np.argmax(vals, axis=-1)                     # row-major window order: ties -> first
+            cols = np.take_along_axis(np.broadcast_to(g, vals.shape), pick[..., None], -1)[..., 0]
+            rows = rows_one[None] + M * np.arange(N)[:, None, None]
+            cols = cols + C * H * W * np.arange(N)[:, None, None]
+            data = np.ones(rows.size)
+        else:
+            rows = np.broadcast_to(rows_one[None, :, :, None] + M * np.arange(N)[:, None, None, None],
+                                   (N, *g.shape))
+            cols = g[None] + C * H * W * np.arange(N)[:, None, None, None]
+            data = np.broadcast_to(weights, rows.shape)
+        return sp.csr_matrix((np.ravel(data), (np.ravel(rows), np.ravel(cols))),
+                             shape=(N * M, x.size))
+
+    def _kron_dx(self, dy, x, weights):
+        P = self._P_pool(x, weights)
+        dx = _unvec_batch(P.T @ _vec_batch(dy), x.shape)       # P_pool^T: scatter-add
+        return {"x": np.ascontiguousarray(dx, dtype=np.result_type(dy, x))}
+
+
+@register("maxpool2d")
+class MaxPool2d(_Pool):
+    summary = "max over size windows every stride (default stride = size); ties -> first index (row-major)"
+    na = {"correlation": "max is a data-dependent selection, not a correlation with a fixed kernel: "
+                         "its backward is P_pool^T (kron) or routing to the argmax (spray)"}
+
+    def forward(self, x, params):
+        return pool_windows(x, self.k, self.s).max(axis=-1)
+
+    @form("kron", seed="001 eq. (7): dL/dvec(σ(S))^T = dL/dvec(Z^{m+1})^T P_pool, one 1 per row at the window's argmax")
+    def kron(self, dy, x, params):
+        return self._kron_dx(dy, x, None)
+
+    @form("spray", seed="002 §4: only the max of each window survives, so each dy routes to its argmax")
+    def spray(self, dy, x, params):
+        (kh, kw), (sh, sw) = self.k, self.s
+        N, C = x.shape[:2]
+        arg = maxpool2d_argmax(x, self.k, self.s)               # (N, C, Ho, Wo)
+        dx = np.zeros_like(x, dtype=np.result_type(dy, x))
+        n, c = np.meshgrid(np.arange(N), np.arange(C), indexing="ij")
+        for p in range(dy.shape[2]):
+            for q in range(dy.shape[3]):
+                a = arg[:, :, p, q]
+                dx[n, c, p * sh + a // kw, q * sw + a % kw] += dy[:, :, p, q]   # one target per (n, c)
+        return {"x": dx}
+
+
+@register("avgpool2d")
+class AvgPool2d(_Pool):
+    summary = "mean over size windows every stride (default stride = size)"
+
+    def forward(self, x, params):
+        return pool_windows(x, self.k, self.s).mean(axis=-1)
+
+    def _w(self):
+        kh, kw = self.k
+        return np.full(kh * kw, 1.0 / (kh * kw))
+
+    @form("kron", seed="001 eq. (7) with P_pool holding 1/(kh kw) at every window entry: dL/dZ = P_pool^T dL/dZ^{m+1}")
+    def kron(self, dy, x, params):
+        return self._kron_dx(dy, x, self._w())
+
+    @form("correlation", seed="003 §7 per channel with w = 1/(kh kw): dx = dilate(dy) ⊗ w (full convolution)")
+    def correlation(self, dy, x, params):
+        N, C, H, W = x.shape
+        kh, kw = self.k
+        w = np.full((1, 1, kh, kw), 1.0 / (kh * kw), dtype=x.dtype)
+        dx, _, _ = conv2d_grads_correlation(dy.reshape(N * C, 1, *dy.shape[2:]),
+                                            x.reshape(N * C, 1, H, W), w, self.s, (0, 0))
+        return {"x": dx.reshape(x.shape)}
+
+    @form("spray", seed="002 §2 spray view: each dy spreads dy / (kh kw) over its window")
+    def spray(self, dy, x, params):
+        (kh, kw), (sh, sw) = self.k, self.s
+        dx = np.zeros_like(x, dtype=np.result_type(dy, x))
+        for p in range(dy.shape[2]):
+            for q in range(dy.shape[3]):
+                dx[:, :, p * sh:p * sh + kh, q * sw:q * sw + kw] += dy[:, :, p, q, None, None] / (kh * kw)
+        return {"x": dx}
