@@ -174,6 +174,8 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
         for f in own:
             a = np.asarray(grads[f][i][t], dtype=np.float64)
             rows.append(_judge(i, layer.type_name, t, f, a, numer, L0, rtol, atol))
+            extra = layer.row_note(t, f, a.reshape(-1)[idx], numer.values)
+            rows[-1].note = "; ".join(s for s in (rows[-1].note, extra) if s)
             arrays[f"layer{i}.{t}.{f}.analytic"] = a
             full = np.full(base.shape, np.nan)
             full.reshape(-1)[idx] = numer.values

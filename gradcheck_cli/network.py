@@ -80,6 +80,7 @@ class Network:
                 p[name] = a.astype(np.float64)
             # values the analytic side sees (dtype) are the values the numerical side uses
             p = {k: v.astype(dt).astype(np.float64) for k, v in p.items()}
+            layer.anchor(p)
             layers.append(layer)
             params.append(p)
         x0 = x0.astype(dt).astype(np.float64)

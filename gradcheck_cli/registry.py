@@ -135,6 +135,18 @@ class Layer:
             out.append(self.forward(x, p))
         return np.stack(out)
 
+    def anchor(self, params: dict[str, np.ndarray]) -> None:
+        """Called by Network.build with the parameter values the check is made at (no-op here).
+
+        A layer whose backward is the exact derivative of a surrogate built around these values
+        (e.g. a straight-through rule) keeps them, and its forward then evaluates that surrogate,
+        equal to the real forward at these values.
+        """
+
+    def row_note(self, tensor: str, form: str, analytic: np.ndarray, numerical: np.ndarray) -> str:
+        """A note for the check row of ``tensor`` in ``form`` (checked entries, flat); "" for none."""
+        return ""
+
     # -- helpers -------------------------------------------------------------------------
     def backward(self, form_name: str, dy: np.ndarray, x: np.ndarray,
                  params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
