@@ -1,3 +1,4 @@
 """Built-in layers: importing a module registers its layers."""
 from . import dense  # noqa: F401
 from . import conv, pool  # noqa: F401
+from . import abc  # noqa: F401

@@ -29,9 +29,10 @@ import dataclasses
 
 import numpy as np
 
-from .. import registry
 from ..registry import Layer, Option, form, need, pair, register
 from ..vec import mat, vec
+from .conv import (Conv2d, conv2d_forward, conv2d_forward_stacked, conv2d_grads_correlation,
+                   conv2d_grads_kron, conv2d_grads_spray)
 
 RULES = ("eq7_literal", "eq1", "eq2", "exact", "ste_mean_std")
 STDS = ("population", "sample", "seed")
@@ -246,11 +247,9 @@ class AbcConv2d(Layer):
         super().__init__(**options)
         # the option `backward` must not shadow Layer.backward: keep it as `rule`
         self.rule: str = self.__dict__.pop("backward")
-        conv = registry.get("conv2d").cls
-        geometry = dict(out_channels=self.out_channels, kernel=self.kernel, stride=self.stride,
-                        padding=self.padding)
-        self._conv = conv(**geometry, bias=self.bias)       # the underlying convolution
-        self._conv_nb = conv(**geometry, bias=False)        # one base at a time (spray form)
+        self._conv = Conv2d(out_channels=self.out_channels, kernel=self.kernel, stride=self.stride,
+                            padding=self.padding, bias=self.bias)   # shapes and initial values
+        self.s, self.p = pair(self.stride), pair(self.padding)
         self._anchor: Binarized | None = None
 
     # -- shapes and parameters -----------------------------------------------------------
@@ -284,29 +283,28 @@ class AbcConv2d(Layer):
             return real_weights(np.asarray(V, dtype=np.float64), self.bases, self.std)
         return surrogate_weights(self.rule, self._anchor, np.asarray(V, dtype=np.float64))
 
-    # -- forward -------------------------------------------------------------------------
-    def _conv_params(self, W_hat, params):
-        p = {"W": W_hat.astype(params["W"].dtype, copy=False)}
-        if self.bias:
-            p["b"] = params["b"]
-        return p
-
+    # -- forward: O = Conv(W_hat, A) (+ b), by conv2d's forward -----------------------------
     def forward(self, x, params):
-        W_hat = self.effective_weights(params["W"][None])[0]
-        return self._conv.forward(x, self._conv_params(W_hat, params))
+        W_hat = self.effective_weights(params["W"][None])[0].astype(x.dtype, copy=False)
+        return conv2d_forward(x, W_hat, params.get("b") if self.bias else None, self.s, self.p)
 
     def forward_stacked(self, x, params, name, values):
+        b = params.get("b") if self.bias else None
         if name == "W":
-            W_hat = self.effective_weights(values)
-            return self._conv.forward_stacked(x, self._conv_params(W_hat[0], params), "W", W_hat)
-        W_hat = self.effective_weights(params["W"][None])[0]
-        return self._conv.forward_stacked(x, self._conv_params(W_hat, params), name, values)
+            return conv2d_forward_stacked(x, self.effective_weights(values), b, self.s, self.p)
+        y = conv2d_forward(x, self.effective_weights(params["W"][None])[0], None, self.s, self.p)
+        return y[None] + values[:, None, :, None, None]
+
+    def _conv_grads(self, grads, dy, x, a: Binarized, params) -> dict[str, np.ndarray]:
+        """dx and G = dL/dW_hat (and db) by one of conv2d's forms, at W_hat."""
+        dx, G, db = grads(dy, x, a.W_hat.astype(dy.dtype), self.s, self.p)
+        return {"x": dx, "W": G, **({"b": db} if self.bias else {})}
 
     # -- gradient forms ------------------------------------------------------------------
-    @form("kron", seed="000 Eqs. 1, 2, 7 in vec form: vec(dW) = J^T vec(G), J = c I_n + U V^T; G by conv2d's kron form (001 eq. (1))")
+    @form("kron", seed="000 Eqs. 1, 2, 7 in vec form: vec(dW) = J^T vec(G), J = c I_n + U V^T; G by conv2d_grads_kron (001 eq. (1))")
     def kron(self, dy, x, params):
         a = self.binarize(params["W"])
-        g = self._conv.backward("kron", dy, x, self._conv_params(a.W_hat, params))
+        g = self._conv_grads(conv2d_grads_kron, dy, x, a, params)
         c, U, V = self.jacobian_factors(a)
         G = vec(g["W"])
         dW = c * G + (V @ (U.T @ G) if U.shape[1] else 0.0)   # J^T vec(G) = c vec(G) + V U^T vec(G)
@@ -331,10 +329,10 @@ class AbcConv2d(Layer):
         v = -a.alpha.sum() / n * np.ones(n) + (a.alpha @ a.u) * vec(a.dsigma)
         return float(a.alpha.sum()), np.ones((n, 1)), v[:, None]
 
-    @form("correlation", seed="000 Eqs. 1, 2, 7 as inner products (003 style): ΔL = <G, ΔW_hat>, ΔW_hat = Σ α_m ΔB_m + Σ Δα_m B_m; G by conv2d's correlation form")
+    @form("correlation", seed="000 Eqs. 1, 2, 7 as inner products (003 style): ΔL = <G, ΔW_hat>, ΔW_hat = Σ α_m ΔB_m + Σ Δα_m B_m; G by conv2d_grads_correlation (003 §7)")
     def correlation(self, dy, x, params):
         a = self.binarize(params["W"])
-        g = self._conv.backward("correlation", dy, x, self._conv_params(a.W_hat, params))
+        g = self._conv_grads(conv2d_grads_correlation, dy, x, a, params)
         G = g["W"].astype(np.float64)
         gm = np.array([np.sum(G * Bm) for Bm in a.B])         # <G, B_m> = dL/dalpha_m
         alpha_path = sum(gm[m] * a.P[m] for m in range(a.M))  # Σ <G, B_m> <P_m, ΔW>
@@ -358,10 +356,10 @@ class AbcConv2d(Layer):
         dB, dalpha = [], np.empty(a.M)
         for m in range(a.M):
             Bm = a.B[m].astype(dy.dtype)
-            gm = self._conv_nb.backward("spray", a.alpha[m] * dy, x, {"W": Bm})   # dc/dO_m = alpha_m dy
-            dx += gm["x"]
-            dB.append(gm["W"].astype(np.float64))                              # true dc/dB_m
-            dalpha[m] = np.sum(dy * self._conv_nb.forward(x, {"W": Bm}))        # <dc/dO, O_m>
+            dx_m, dB_m, _ = conv2d_grads_spray(a.alpha[m] * dy, x, Bm, self.s, self.p)  # dc/dO_m = alpha_m dy
+            dx += dx_m
+            dB.append(dB_m.astype(np.float64))                                 # true dc/dB_m
+            dalpha[m] = np.sum(dy * conv2d_forward(x, Bm, None, self.s, self.p))  # <dc/dO, O_m>
         alpha_path = sum(dalpha[m] * a.P[m] for m in range(a.M))
         rule = self.rule
         if rule == "eq7_literal":
