@@ -137,3 +137,250 @@ def test_single_layer_cases_pass_in_every_form(layer, shape):
     assert res.passed
     assert {r.form for r in res.rows} == {"kron", "correlation", "spray"}
     assert all(a.max_rel_diff < 1e-12 for a in res.agreement)
+
+
+# ------------------------------------------------------------------------------------------
+# conv1d and correlation1d against scipy / numpy
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("N,C,O,L,k,s,p", [(1, 1, 1, 7, 3, 1, 0), (2, 3, 2, 11, 4, 2, 1),
+                                           (3, 2, 4, 6, 5, 3, 2), (2, 4, 1, 5, 1, 1, 0)])
+def test_conv1d_forward_matches_scipy(N, C, O, L, k, s, p):
+    from gradcheck_cli.layers.conv import Conv1d
+
+    rng = np.random.default_rng(4)
+    x, W, b = rng.standard_normal((N, C, L)), rng.standard_normal((O, C, k)), rng.standard_normal(O)
+    lay = Conv1d(out_channels=O, kernel=k, stride=s, padding=p, bias=True)
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p)))
+    want = np.array([[sum(sps.correlate(xp[n, c], W[o, c], mode="valid") for c in range(C))[::s] + b[o]
+                      for o in range(O)] for n in range(N)])
+    y = lay.forward(x, {"W": W, "b": b})
+    assert y.shape == lay.output_shape(x.shape)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    Ws = rng.standard_normal((2, O, C, k))
+    np.testing.assert_allclose(lay.forward_stacked(x, {"W": W, "b": b}, "W", Ws)[1],
+                               lay.forward(x, {"W": Ws[1], "b": b}), rtol=1e-12, atol=1e-12)
+    bs = rng.standard_normal((2, O))
+    np.testing.assert_allclose(lay.forward_stacked(x, {"W": W, "b": b}, "b", bs)[0],
+                               lay.forward(x, {"W": W, "b": bs[0]}), rtol=1e-12, atol=1e-12)
+
+
+def test_correlation1d_is_seed003_definition():
+    from gradcheck_cli.layers.conv import Correlation1d
+
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((3, 12)), rng.standard_normal(4)
+    lay = Correlation1d(kernel=4)
+    want = np.array([[sum(x[n, i + j] * w[j] for j in range(4)) for i in range(9)] for n in range(3)])
+    np.testing.assert_allclose(lay.forward(x, {"w": w}), want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(lay.forward(x, {"w": w}), [np.correlate(r, w, "valid") for r in x], rtol=1e-12)
+    ws = rng.standard_normal((3, 4))
+    np.testing.assert_allclose(lay.forward_stacked(x, {"w": w}, "w", ws)[2], lay.forward(x, {"w": ws[2]}),
+                               rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal((3, 9))
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(w)
+    for n, i, j in itertools.product(range(3), range(9), range(4)):
+        dx[n, i + j] += dy[n, i] * w[j]
+        dw[j] += dy[n, i] * x[n, i + j]
+    for f in lay.forms:
+        g = lay.backward(f, dy, x, {"w": w})
+        np.testing.assert_allclose(g["x"], dx, rtol=1e-12, atol=1e-12, err_msg=f)
+        np.testing.assert_allclose(g["w"], dw, rtol=1e-12, atol=1e-12, err_msg=f)
+
+
+# ------------------------------------------------------------------------------------------
+# the numerical check over a grid of shapes
+# ------------------------------------------------------------------------------------------
+GRID = [  # input (N, C, H, W), out, kernel, stride, padding — covers stride 1-3, padding 0-2,
+          # kernel 1-5, rectangular inputs and kernels, 1-4 channels, batch 1-3
+    ((1, 1, 5, 5), 1, 1, 1, 0),
+    ((2, 2, 6, 4), 3, [2, 3], 1, 1),
+    ((3, 3, 7, 8), 2, 3, 2, 0),
+    ((1, 4, 9, 6), 4, [5, 2], [3, 1], [2, 0]),
+    ((2, 1, 8, 9), 2, [4, 4], 3, 2),
+    ((3, 2, 5, 7), 1, [1, 5], [1, 2], [0, 2]),
+    ((2, 4, 10, 10), 3, 5, [2, 3], 1),
+    ((1, 3, 4, 11), 2, [3, 1], [2, 1], [1, 0]),
+]
+
+
+@pytest.mark.parametrize("shape,out,kernel,stride,padding", GRID)
+def test_numerical_check_grid(shape, out, kernel, stride, padding):
+    layers = [{"type": "conv2d", "out_channels": out, "kernel": kernel, "stride": stride, "padding": padding}]
+    res = run_case(case(layers, shape, seed=7))
+    assert res.passed, [(r.label, r.form, r.max_rel_error) for r in res.rows if not r.passed]
+    assert {(r.tensor, r.form) for r in res.rows} == {(t, f) for t in ("x", "W", "b")
+                                                     for f in ("kron", "correlation", "spray")}
+    assert all(r.checked == int(np.prod(r.shape)) for r in res.rows)
+    assert max(a.max_rel_diff for a in res.agreement) < 1e-12
+
+
+def test_numerical_check_sampled_on_a_larger_layer():
+    layers = [{"type": "conv2d", "out_channels": 8, "kernel": [5, 3], "stride": [2, 1], "padding": [2, 1]}]
+    res = run_case(case(layers, (3, 4, 24, 20), seed=8), sample=40)
+    assert res.passed
+    assert all(r.checked == min(40, int(np.prod(r.shape))) for r in res.rows)
+
+
+@pytest.mark.parametrize("layer,shape", [
+    ({"type": "conv1d", "out_channels": 3, "kernel": 5, "stride": 3, "padding": 2}, (3, 2, 13)),
+    ({"type": "conv1d", "out_channels": 1, "kernel": 1, "bias": False}, (1, 4, 6)),
+    ({"type": "correlation1d", "kernel": 1}, (2, 5)),
+])
+def test_numerical_check_1d(layer, shape):
+    res = run_case(case([layer], shape, loss="mse", seed=9))
+    assert res.passed and {r.form for r in res.rows} == {"kron", "correlation", "spray"}
+
+
+def test_float32_case_passes_with_float32_tolerance():
+    layers = [{"type": "conv2d", "out_channels": 2, "kernel": 3, "stride": 2, "padding": 1}]
+    res = run_case(case(layers, (2, 3, 7, 7), dtype="float32"))
+    assert res.passed and res.dtype == "float32"
+    assert res.arrays["layer0.W.kron.analytic"].dtype == np.float64   # stored in float64
+    assert 0 < max(r.max_rel_error for r in res.rows) < 1e-3          # float32 rounding shows
+
+
+# ------------------------------------------------------------------------------------------
+# wrong gradients of the usual kinds are caught, and the worst index points at the bug
+# ------------------------------------------------------------------------------------------
+@pytest.fixture
+def bug():
+    """Register a throwaway conv2d subclass under a test-only name; removed afterwards."""
+    added = []
+
+    def add(name, cls):
+        registry.register(name)(cls)
+        added.append(name)
+        return name
+
+    yield add
+    for name in added:
+        registry.LAYERS.pop(name, None)
+
+
+def _bug_case(name, shape, stride, padding, form, kernel=3, out=2):
+    layers = [{"type": name, "out_channels": out, "kernel": kernel, "stride": stride, "padding": padding}]
+    return case(layers, shape, seed=11, forms=[form])
+
+
+def _rows(res):
+    return {r.tensor: r for r in res.rows}
+
+
+def test_stride_ignored_in_backward_is_caught(bug):
+    """The spray loop places each dy at window p instead of p * stride."""
+    from gradcheck_cli.layers import conv as C
+
+    class StrideIgnored(Conv2d):
+        @registry.form("spray", seed="bug: stride ignored")
+        def spray(self, dy, x, params):
+            dx, dW, db = C.conv2d_grads_spray(dy, x, params["W"], (1, 1), self.p)   # not self.s
+            return {"x": dx, "W": dW, "b": db}
+
+    name = bug("conv2d_bug_stride", StrideIgnored)
+    res = run_case(_bug_case(name, (2, 2, 9, 9), 2, 0, "spray"))
+    rows = _rows(res)
+    assert not rows["x"].passed and not rows["W"].passed and rows["b"].passed
+    assert not res.passed
+    # the first window (p = q = 0) is placed right even without stride; the error is beyond it
+    r, s = rows["x"].worst_index[2:]
+    assert r >= 2 or s >= 2
+
+
+def test_kernel_flipped_the_wrong_way_is_caught(bug):
+    """dL/dx by correlating with W (no 180-degree flip) instead of the full convolution."""
+    class Flipped(Conv2d):
+        @registry.form("correlation", seed="bug: kernel not flipped")
+        def correlation(self, dy, x, params):
+            W = params["W"]
+            g = Conv2d.correlation(self, dy, x, {**params, "W": W[:, :, ::-1, ::-1]})
+            g["W"] = Conv2d.correlation(self, dy, x, params)["W"]
+            return g
+
+    name = bug("conv2d_bug_flip", Flipped)
+    res = run_case(_bug_case(name, (2, 3, 6, 7), 1, 1, "correlation"))
+    rows = _rows(res)
+    assert not rows["x"].passed and rows["W"].passed and rows["b"].passed
+    worst = rows["x"].worst[0]
+    assert tuple(worst.index) == rows["x"].worst_index
+    assert abs(worst.analytic - worst.numerical) > 1e-3 * max(1.0, abs(worst.numerical))
+
+
+def test_border_row_dropped_is_caught_at_the_border(bug):
+    """An off-by-one in the spray loop skips the last output row: its window gets no gradient."""
+    class DropLastRow(Conv2d):
+        @registry.form("spray", seed="bug: last output row skipped")
+        def spray(self, dy, x, params):
+            dy = dy.copy()
+            dy[:, :, -1, :] = 0.0                    # same as range(Ho - 1) in the loop
+            g = Conv2d.spray(self, dy, x, params)
+            return g
+
+    name = bug("conv2d_bug_border", DropLastRow)
+    H, stride, padding, kernel = 10, 2, 1, 3
+    res = run_case(_bug_case(name, (2, 2, H, 8), stride, padding, "spray", kernel=kernel))
+    rows = _rows(res)
+    assert not rows["x"].passed and not rows["W"].passed and not rows["b"].passed
+    Ho = (H + 2 * padding - kernel) // stride + 1
+    first = (Ho - 1) * stride - padding               # first input row the last window reads
+    assert rows["x"].worst_index[2] >= first
+    assert all(e.index[2] >= first for e in rows["x"].worst)
+    assert rows["x"].failed <= 2 * 2 * kernel * 8     # only the border band is wrong
+
+
+def test_bias_not_summed_over_the_batch_is_caught(bug):
+    class BiasFirstSample(Conv2d):
+        @registry.form("kron", seed="bug: db from the first sample only")
+        def kron(self, dy, x, params):
+            g = Conv2d.kron(self, dy, x, params)
+            g["b"] = dy[0].sum(axis=(1, 2))
+            return g
+
+    name = bug("conv2d_bug_bias", BiasFirstSample)
+    res = run_case(_bug_case(name, (3, 2, 6, 6), 1, 0, "kron"))
+    rows = _rows(res)
+    assert rows["x"].passed and rows["W"].passed and not rows["b"].passed
+    assert rows["b"].failed == rows["b"].checked == 2
+
+
+def test_bug_fixture_cleans_up():
+    assert not [n for n in registry.LAYERS if n.startswith("conv2d_bug")]
+
+
+# ------------------------------------------------------------------------------------------
+# bad input: one line naming file and field, exit 2
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layer,input_shape,field,text", [
+    ("{type: conv2d, out_channels: 2, kernel: 5}", "[1, 1, 3, 3]", "layers[0].kernel", "larger than the padded input"),
+    ("{type: conv2d, out_channels: 2, kernel: 3}", "[1, 9]", "layers[0]", "needs (N, C, H, W)"),
+    ("{type: conv2d, out_channels: 2, kernel: [3, 3, 3]}", "[1, 1, 5, 5]", "layers[0].kernel", "pair"),
+    ("{type: conv2d, out_channels: 2, kernel: 3, stride: 0}", "[1, 1, 5, 5]", "layers[0].stride", ">= 1"),
+    ("{type: conv2d, out_channels: 2, kernel: 3, padding: -1}", "[1, 1, 5, 5]", "layers[0].padding", ">= 0"),
+    ("{type: conv1d, out_channels: 2, kernel: 9}", "[1, 1, 5]", "layers[0].kernel", "longer than"),
+    ("{type: correlation1d, kernel: 6}", "[2, 5]", "layers[0].kernel", "longer than"),
+])
+def test_bad_conv_options_are_one_line_errors(tmp_path, layer, input_shape, field, text):
+    from click.testing import CliRunner
+
+    from gradcheck_cli.cli import main
+
+    p = tmp_path / "bad.yaml"
+    p.write_text(f"name: bad\ninput: {input_shape}\nlayers:\n  - {layer}\n")
+    res = CliRunner().invoke(main, ["run", str(p)])
+    assert res.exit_code == 2, res.output
+    assert "bad.yaml" in res.output and field in res.output and text in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["conv2d", "conv1d", "correlation1d"])
+def test_gradcheck_new_prints_a_passing_case(tmp_path, name):
+    from click.testing import CliRunner
+
+    from gradcheck_cli.cli import main
+
+    out = CliRunner().invoke(main, ["new", name])
+    assert out.exit_code == 0
+    p = tmp_path / "starter.yaml"
+    p.write_text(out.output)
+    res = CliRunner().invoke(main, ["run", str(p)])
+    assert res.exit_code == 0, res.output
