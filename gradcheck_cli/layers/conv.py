@@ -10,7 +10,7 @@ output size Ho = floor((H + 2 ph - kh) / sh) + 1 (the remainder rows of pad(x) a
 The module-level functions are the public, stable API (other layers build on them):
 
 - :func:`conv2d_forward` — y from x, W, b.
-- :func:`conv2d_forward_stacked` — y for K weight tensors at once (one im2col, one einsum).
+- :func:`conv2d_forward_stacked` — y for K weight tensors at once (one product per kernel offset).
 - :func:`conv2d_grads_kron`, :func:`conv2d_grads_correlation`, :func:`conv2d_grads_spray` —
   ``(dx, dW, db)`` from dy = dL/dy in each derivation form; ``db`` is always returned.
 - :func:`kron_matrices` — P_phi and P_pad of seed 001 as scipy.sparse matrices;
@@ -27,13 +27,13 @@ import functools
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.signal as sps
 from numpy.lib.stride_tricks import as_strided
 
 from ..registry import Layer, Option, form, need, pair, register
 
 __all__ = [
     "conv_output_size", "pad2d", "unpad2d", "im2col", "kron_matrices", "dilate",
+    "convolve_full", "correlate_valid",
     "conv2d_forward", "conv2d_forward_stacked",
     "conv2d_grads_kron", "conv2d_grads_correlation", "conv2d_grads_spray",
     "Conv2d", "Conv1d", "Correlation1d",
@@ -104,16 +104,29 @@ def _check_shapes(x: np.ndarray, W: np.ndarray) -> None:
 # ==========================================================================================
 # forward
 # ==========================================================================================
+def _taps_nhwc(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair):
+    """(i, j, view) per kernel offset: view[n, p, q, c] = pad(x)[n, c, p*sh + i, q*sw + j]."""
+    (kh, kw), (sh, sw) = kernel, stride
+    xt = np.ascontiguousarray(pad2d(x, padding).transpose(0, 2, 3, 1))     # N, Hp, Wp, C
+    Ho, Wo = (xt.shape[1] - kh) // sh + 1, (xt.shape[2] - kw) // sw + 1
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, xt[:, i:i + (Ho - 1) * sh + 1:sh, j:j + (Wo - 1) * sw + 1:sw, :]
+
+
 def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray | None,
                    stride: Pair = (1, 1), padding: Pair = (0, 0)) -> np.ndarray:
     """y = W * pad(x) + b (cross-correlation): x (N, C, H, W), W (O, C, kh, kw), b (O,) or None.
 
-    Returns y (N, O, Ho, Wo). One strided im2col view and one tensordot, no Python loops.
+    Returns y (N, O, Ho, Wo). One matrix product per kernel offset (kh*kw of them), each over
+    the whole batch and every output position: no loop over pixels, no im2col copy.
     """
     _check_shapes(x, W)
-    cols = im2col(pad2d(x, padding), W.shape[2:], stride)        # (N, C, Ho, Wo, kh, kw)
-    y = np.tensordot(cols, W, axes=([1, 4, 5], [1, 2, 3]))       # (N, Ho, Wo, O)
-    y = np.moveaxis(y, 3, 1)
+    y = None
+    for i, j, v in _taps_nhwc(x, W.shape[2:], stride, padding):
+        t = v @ W[:, :, i, j].T                                   # (N, Ho, Wo, O)
+        y = t if y is None else np.add(y, t, out=y)
+    y = y.transpose(0, 3, 1, 2)
     if b is not None:
         y = y + b[None, :, None, None]
     return np.ascontiguousarray(y)
@@ -123,14 +136,15 @@ def conv2d_forward_stacked(x: np.ndarray, Ws: np.ndarray, b: np.ndarray | None,
                            stride: Pair = (1, 1), padding: Pair = (0, 0)) -> np.ndarray:
     """Outputs for K weight tensors Ws (K, O, C, kh, kw) at once: (K, N, O, Ho, Wo).
 
-    im2col once, then one contraction over (c, i, j) for all K weights.
+    Per kernel offset, one product of the shifted input with all K*O filters.
     """
     K, O = Ws.shape[:2]
-    cols = im2col(pad2d(x, padding), Ws.shape[3:], stride)       # (N, C, Ho, Wo, kh, kw)
-    N, C, Ho, Wo, kh, kw = cols.shape
-    A = np.ascontiguousarray(cols.transpose(0, 2, 3, 1, 4, 5)).reshape(N * Ho * Wo, C * kh * kw)
-    Y = A @ Ws.reshape(K * O, C * kh * kw).T                     # (N Ho Wo, K O)
-    y = Y.reshape(N, Ho, Wo, K, O).transpose(3, 0, 4, 1, 2)
+    y = None
+    for i, j, v in _taps_nhwc(x, Ws.shape[3:], stride, padding):
+        t = v @ Ws[:, :, :, i, j].reshape(K * O, -1).T            # (N, Ho, Wo, K O)
+        y = t if y is None else np.add(y, t, out=y)
+    N, Ho, Wo = y.shape[:3]
+    y = y.reshape(N, Ho, Wo, K, O).transpose(3, 0, 4, 1, 2)
     if b is not None:
         y = y + b[None, None, :, None, None]
     return np.ascontiguousarray(y)
@@ -214,29 +228,57 @@ def conv2d_grads_kron(dy: np.ndarray, x: np.ndarray, W: np.ndarray, stride: Pair
 # ==========================================================================================
 # correlation form: seed 003 §6-7 with seed 002's dilation trick for stride
 # ==========================================================================================
+def convolve_full(g: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Full convolution g ⊗ W over the last two axes, contracting the output channel o.
+
+    (g ⊗ W)[n, c, a, b] = sum_{o, i, j} g[n, o, a - i, b - j] W[o, c, i, j]  (seed 003 §6.1,
+    y_i = sum_j x_{i-j} w_j), for g (N, O, Hg, Wg) and W (O, C, kh, kw); result
+    (N, C, Hg + kh - 1, Wg + kw - 1). Evaluated as a sum over the kernel index (i, j).
+    """
+    N, O, Hg, Wg = g.shape
+    _, C, kh, kw = W.shape
+    out = np.zeros((N, C, Hg + kh - 1, Wg + kw - 1), dtype=np.result_type(g, W))
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i:i + Hg, j:j + Wg] += np.einsum("nopq,oc->ncpq", g, W[:, :, i, j])
+    return out
+
+
+def correlate_valid(a: np.ndarray, g: np.ndarray, size: Pair) -> np.ndarray:
+    """Valid correlation a ⊙ g over the last two axes, summed over the batch: the first ``size``
+    lags.
+
+    (a ⊙ g)[o, c, i, j] = sum_{n, p, q} a[n, c, i + p, j + q] g[n, o, p, q]  (seed 003 §6.1,
+    y_i = sum_j x_{i+j} w_j with g as the filter), for a (N, C, Ha, Wa), g (N, O, Hg, Wg).
+    Evaluated lag by lag, each lag one inner product.
+    """
+    kh, kw = size
+    Hg, Wg = g.shape[2:]
+    out = np.empty((g.shape[1], a.shape[1], kh, kw), dtype=np.result_type(a, g))
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i, j] = np.einsum("ncpq,nopq->oc", a[:, :, i:i + Hg, j:j + Wg], g)
+    return out
+
+
 def conv2d_grads_correlation(dy: np.ndarray, x: np.ndarray, W: np.ndarray, stride: Pair = (1, 1),
                              padding: Pair = (0, 0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(dx, dW, db) by seed 003: y = x ⊙ w gives dL/dx = dL/dy ⊗ w and dL/dw = x ⊙ dL/dy.
+    """(dx, dW, db) by seed 003 §7: y = x ⊙ w gives dL/dx = dL/dy ⊗ w and dL/dw = x ⊙ dL/dy.
 
-    Per (n, o): pad(dx)[n] += full convolution of dilate(dy[n, o]) with W[o] (all channels in one
-    3-D call: the size-1 channel axis of dy just scales), dW[o] = sum_n valid correlation of
-    pad(x)[n] with dilate(dy[n, o]). Stride: dilate dy with zeros (seed 002). Remainder rows of
-    pad(x) that no window reads get no gradient; P_pad^T slices the interior.
+    Stride: y is the stride-1 correlation sampled every s entries, so dL/dy is first dilated
+    with zeros (seed 002's "simple trick"). Then pad(dx) = dilate(dy) ⊗ W (full convolution, see
+    :func:`convolve_full`) and dW = pad(x) ⊙ dilate(dy) (valid correlation, :func:`correlate_valid`).
+    Remainder rows of pad(x) that no window reads get no gradient; P_pad^T slices the interior.
     """
     _check_shapes(x, W)
     N, C, H, Wd = x.shape
     O, _, kh, kw = W.shape
     xp = pad2d(x, padding)
-    Hp, Wp = xp.shape[2:]
-    dyd = dilate(dy, stride)                                      # (N, O, Hd, Wd_)
-    dxp = np.zeros_like(xp, dtype=np.result_type(dy, W))
-    dW = np.zeros_like(W, dtype=np.result_type(dy, x))
-    Hf, Wf = dyd.shape[2] + kh - 1, dyd.shape[3] + kw - 1        # extent of the full convolution
-    for n in range(N):
-        for o in range(O):
-            g = dyd[n, o][None]                                   # (1, Hd, Wd)
-            dxp[n, :, :Hf, :Wf] += sps.convolve(g, W[o], mode="full", method="direct")  # dL/dy ⊗ w
-            dW[o] += sps.correlate(xp[n], g, mode="valid", method="direct")[:, :kh, :kw]  # x ⊙ dL/dy
+    dyd = dilate(dy, stride)                                      # (N, O, Hd, Wd')
+    full = convolve_full(dyd, W)                                  # dL/dy ⊗ w
+    dxp = np.zeros(xp.shape, dtype=full.dtype)
+    dxp[:, :, :full.shape[2], :full.shape[3]] = full              # remainder rows: no gradient
+    dW = correlate_valid(xp, dyd, (kh, kw))                       # x ⊙ dL/dy
     db = dy.sum(axis=(0, 2, 3))                                   # <dy, Δb 1> = <sum dy, Δb>
     return np.ascontiguousarray(unpad2d(dxp, padding, (H, Wd))), dW, db
 

@@ -18,20 +18,53 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..registry import Layer, Option, form, need, pair, register
-from .conv import conv2d_grads_correlation, im2col, kron_matrices
+from .conv import conv2d_grads_correlation, kron_matrices
 
-__all__ = ["pool_windows", "maxpool2d_argmax", "pool_gather", "MaxPool2d", "AvgPool2d"]
+__all__ = ["maxpool2d_forward", "avgpool2d_forward", "maxpool2d_argmax", "pool_gather",
+           "MaxPool2d", "AvgPool2d"]
 
 
-def pool_windows(x: np.ndarray, size, stride) -> np.ndarray:
-    """(N, C, Ho, Wo, kh*kw) view-copy of the windows, each flattened in row-major order."""
-    cols = im2col(x, size, stride)
-    return cols.reshape(*cols.shape[:4], -1)
+def _taps(x: np.ndarray, size, stride):
+    """(i, j, view) for every window offset: view[..., p, q] = x[..., p*sh + i, q*sw + j]."""
+    (kh, kw), (sh, sw) = size, stride
+    Ho, Wo = (x.shape[-2] - kh) // sh + 1, (x.shape[-1] - kw) // sw + 1
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, x[..., i:i + (Ho - 1) * sh + 1:sh, j:j + (Wo - 1) * sw + 1:sw]
+
+
+def maxpool2d_forward(x: np.ndarray, size, stride) -> np.ndarray:
+    """Max of every window: one vectorised maximum per window offset (kh*kw of them)."""
+    y = None
+    for _, _, v in _taps(x, size, stride):
+        y = v.copy() if y is None else np.maximum(y, v, out=y)
+    return y
+
+
+def avgpool2d_forward(x: np.ndarray, size, stride) -> np.ndarray:
+    """Mean of every window."""
+    y = None
+    for _, _, v in _taps(x, size, stride):
+        y = v.copy() if y is None else np.add(y, v, out=y)
+    return y / (size[0] * size[1])
 
 
 def maxpool2d_argmax(x: np.ndarray, size, stride) -> np.ndarray:
-    """Position (row-major, 0 .. kh*kw-1) of the max in every window; ties -> first index."""
-    return np.argmax(pool_windows(x, size, stride), axis=-1)
+    """Position (row-major, 0 .. kh*kw-1) of the max in every window; ties -> first index.
+
+    Offsets are visited in row-major order and a later one replaces the best only if strictly
+    greater, so equal maxima keep the first (as np.argmax over the flattened window).
+    """
+    kw = size[1]
+    best, arg = None, None
+    for i, j, v in _taps(x, size, stride):
+        if best is None:
+            best, arg = v.copy(), np.zeros(v.shape, dtype=np.intp)
+        else:
+            more = v > best
+            best[more] = v[more]
+            arg[more] = i * kw + j
+    return arg
 
 
 def pool_gather(C: int, H: int, W: int, size, stride) -> np.ndarray:
@@ -119,7 +152,7 @@ class MaxPool2d(_Pool):
                          "its backward is P_pool^T (kron) or routing to the argmax (spray)"}
 
     def forward(self, x, params):
-        return pool_windows(x, self.k, self.s).max(axis=-1)
+        return maxpool2d_forward(x, self.k, self.s)
 
     @form("kron", seed="001 eq. (7): dL/dvec(σ(S))^T = dL/dvec(Z^{m+1})^T P_pool, one 1 per row at the window's argmax")
     def kron(self, dy, x, params):
@@ -144,7 +177,7 @@ class AvgPool2d(_Pool):
     summary = "mean over size windows every stride (default stride = size)"
 
     def forward(self, x, params):
-        return pool_windows(x, self.k, self.s).mean(axis=-1)
+        return avgpool2d_forward(x, self.k, self.s)
 
     def _w(self):
         kh, kw = self.k
