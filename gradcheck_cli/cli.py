@@ -167,3 +167,43 @@ def new(layer: str) -> None:
         raise click.BadParameter(f"unknown layer {layer!r}{suggest(layer, known)}; known: "
                                  f"{', '.join(sorted(known))}", param_hint="LAYER")
     click.echo(known[layer].cls.starter_case(), nl=False)
+
+
+@main.group(cls=_Group)
+def report() -> None:
+    """Reports that answer a question with computed numbers, tables and plots."""
+
+
+@report.command(name="eq7")
+@click.argument("case", required=False, type=click.Path())
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="FILE.html (self-contained, plots embedded) or FILE.md (PNGs written beside it).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write every number to FILE (JSON).")
+@click.option("--max-bases", type=click.IntRange(1, 8), default=5, show_default=True, help="Sweep M = 1..K.")
+@click.option("--scales", default="0.1,0.3,1,3,10", show_default=True, help="Weight scales of the sweep (comma-separated; 1 is always added).")
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Training steps per rule and learning rate.")
+def eq7(case, output, json_path, max_bases, scales, steps) -> None:
+    """The ABC-Net Eq. 7 report for the first abc_conv2d layer of CASE (default: a bundled case).
+
+    Exit code 0 when every rule with a surrogate (eq1, eq2, exact, ste_mean_std) matches its own
+    finite differences (eq7_literal is expected not to); 1 otherwise; 2 on bad input.
+    """
+    from .report import eq7 as numbers
+    from .report.eq7_render import write
+
+    if Path(output).suffix.lower() not in (".html", ".htm", ".md"):
+        raise click.BadParameter("must end in .html or .md", param_hint="--output")
+    try:
+        scale_values = tuple(float(v) for v in scales.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, got {scales!r}", param_hint="--scales") from None
+    if not scale_values or any(not (v > 0 and v < float("inf")) for v in scale_values):
+        raise click.BadParameter("every scale must be a positive finite number", param_hint="--scales")
+    c = numbers.load_case(case)
+    settings = numbers.Settings(max_bases=max_bases, scales=scale_values, steps=steps)
+    with _Progress("eq7 report") as bar:
+        r = numbers.build(c, settings, progress=lambda done, total, label: bar.update(done, total))
+    files = write(r, output, json_path)
+    click.echo("wrote " + ", ".join(str(f) for f in files))
+    ok = all(v["passed"] for v in r["verification"] if v["rule"] != "eq7_literal")
+    sys.exit(EXIT_OK if ok else EXIT_MISMATCH)
