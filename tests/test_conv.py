@@ -7,13 +7,16 @@ import itertools
 import numpy as np
 import pytest
 import scipy.signal as sps
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gradcheck_cli import registry
 from gradcheck_cli.cases import from_dict
 from gradcheck_cli.check import run_case
 from gradcheck_cli.layers.conv import (Conv2d, conv2d_forward, conv2d_forward_stacked,
                                        conv2d_grads_correlation, conv2d_grads_kron,
-                                       conv2d_grads_spray, kron_matrices)
+                                       conv2d_grads_spray, convolve_full, correlate_valid, dilate,
+                                       kron_matrices)
 
 GRADS = {"kron": conv2d_grads_kron, "correlation": conv2d_grads_correlation,
          "spray": conv2d_grads_spray}
@@ -120,6 +123,25 @@ def test_forms_agree_and_match_loop_gradients(N, C, O, H, Wd, kh, kw, stride, pa
     for a, c in itertools.combinations(got, 2):
         for k in range(3):
             assert np.max(np.abs(got[a][k] - got[c][k])) <= 1e-12 * max(1.0, np.max(np.abs(got[a][k])))
+
+
+def test_seed003_operators_match_scipy():
+    """⊗ (full convolution) and ⊙ (valid correlation) of the correlation form, against scipy."""
+    rng = np.random.default_rng(6)
+    g, W = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((3, 2, 3, 2))
+    full = convolve_full(g, W)
+    want = np.array([[sum(sps.convolve2d(g[n, o], W[o, c], mode="full") for o in range(3))
+                      for c in range(2)] for n in range(2)])
+    np.testing.assert_allclose(full, want, rtol=1e-12, atol=1e-12)
+    a = rng.standard_normal((2, 2, 7, 8))
+    corr = correlate_valid(a, g, (3, 2))
+    want = np.array([[sum(sps.correlate2d(a[n, c], g[n, o], mode="valid") for n in range(2))[:3, :2]
+                      for c in range(2)] for o in range(3)])
+    np.testing.assert_allclose(corr, want, rtol=1e-12, atol=1e-12)
+    d = dilate(np.arange(1.0, 7.0).reshape(1, 1, 2, 3), (2, 3))
+    assert d.shape == (1, 1, 3, 7)
+    np.testing.assert_array_equal(d[0, 0, ::2, ::3], [[1, 2, 3], [4, 5, 6]])
+    assert np.count_nonzero(d) == 6
 
 
 def case(layers, input_shape, loss="projection", seed=0, **extra):
@@ -384,3 +406,39 @@ def test_gradcheck_new_prints_a_passing_case(tmp_path, name):
     p.write_text(out.output)
     res = CliRunner().invoke(main, ["run", str(p)])
     assert res.exit_code == 0, res.output
+
+
+# ------------------------------------------------------------------------------------------
+# property: on random shapes, every form equals the loop gradient
+# ------------------------------------------------------------------------------------------
+@st.composite
+def conv_shapes(draw):
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H = draw(st.integers(max(1, kh - 2 * ph), 9))
+    W = draw(st.integers(max(1, kw - 2 * pw), 9))
+    return (draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4)), H, W, kh, kw,
+            (sh, sw), (ph, pw), draw(st.integers(0, 2**31 - 1)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_shapes())
+def test_forms_equal_loop_gradient_on_random_shapes(s):
+    N, C, O, H, Wd, kh, kw, stride, padding, seed = s
+    rng = np.random.default_rng(seed)
+    x, W, b = random_conv(rng, N, C, O, H, Wd, kh, kw)
+    y = loop_conv2d(x, W, b, stride, padding)
+    np.testing.assert_allclose(conv2d_forward(x, W, b, stride, padding), y, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    (sh, sw), (ph, pw) = stride, padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    dxp, dW = np.zeros_like(xp), np.zeros_like(W)
+    for n, o, p, q in itertools.product(*map(range, dy.shape)):
+        dxp[n, :, p * sh:p * sh + kh, q * sw:q * sw + kw] += dy[n, o, p, q] * W[o]
+        dW[o] += dy[n, o, p, q] * xp[n, :, p * sh:p * sh + kh, q * sw:q * sw + kw]
+    for f, g in GRADS.items():
+        gx, gW, gb = g(dy, x, W, stride, padding)
+        np.testing.assert_allclose(gx, dxp[:, :, ph:ph + H, pw:pw + Wd], rtol=1e-11, atol=1e-11, err_msg=f)
+        np.testing.assert_allclose(gW, dW, rtol=1e-11, atol=1e-11, err_msg=f)
+        np.testing.assert_allclose(gb, dy.sum(axis=(0, 2, 3)), rtol=1e-11, atol=1e-11, err_msg=f)

@@ -13,8 +13,8 @@ The module-level functions are the public, stable API (other layers build on the
 - :func:`conv2d_forward_stacked` — y for K weight tensors at once (one product per kernel offset).
 - :func:`conv2d_grads_kron`, :func:`conv2d_grads_correlation`, :func:`conv2d_grads_spray` —
   ``(dx, dW, db)`` from dy = dL/dy in each derivation form; ``db`` is always returned.
-- :func:`kron_matrices` — P_phi and P_pad of seed 001 as scipy.sparse matrices;
-  :func:`im2col` — the patches of pad(x) as an (N, C, Ho, Wo, kh, kw) strided view.
+- :func:`kron_matrices` — P_phi (im2col) and P_pad of seed 001 as scipy.sparse matrices;
+  :func:`dilate`, :func:`convolve_full`, :func:`correlate_valid` — the pieces of seed 003's form.
 
 conv1d is conv2d on (N, C, 1, L) with a (1, k) kernel; correlation1d is seed 003 §7,
 y_i = sum_j x_{i+j} w_j, one channel and no bias.
@@ -27,12 +27,11 @@ import functools
 
 import numpy as np
 import scipy.sparse as sp
-from numpy.lib.stride_tricks import as_strided
 
 from ..registry import Layer, Option, form, need, pair, register
 
 __all__ = [
-    "conv_output_size", "pad2d", "unpad2d", "im2col", "kron_matrices", "dilate",
+    "conv_output_size", "pad2d", "unpad2d", "kron_matrices", "dilate",
     "convolve_full", "correlate_valid",
     "conv2d_forward", "conv2d_forward_stacked",
     "conv2d_grads_kron", "conv2d_grads_correlation", "conv2d_grads_spray",
@@ -64,20 +63,6 @@ def unpad2d(xp: np.ndarray, padding: Pair, shape: tuple[int, int]) -> np.ndarray
     ph, pw = padding
     H, W = shape
     return xp[..., ph:ph + H, pw:pw + W]
-
-
-def im2col(xp: np.ndarray, kernel: Pair, stride: Pair) -> np.ndarray:
-    """Patches of an already padded (N, C, Hp, Wp) array: a read-only view (N, C, Ho, Wo, kh, kw).
-
-    patch[n, c, p, q, i, j] = xp[n, c, p*sh + i, q*sw + j] (numpy stride tricks, no copy).
-    """
-    kh, kw = kernel
-    sh, sw = stride
-    N, C, Hp, Wp = xp.shape
-    Ho, Wo = (Hp - kh) // sh + 1, (Wp - kw) // sw + 1
-    s = xp.strides
-    return as_strided(xp, shape=(N, C, Ho, Wo, kh, kw),
-                      strides=(s[0], s[1], s[2] * sh, s[3] * sw, s[2], s[3]), writeable=False)
 
 
 def dilate(dy: np.ndarray, stride: Pair) -> np.ndarray:
