@@ -1,2 +1,14 @@
-"""gradcheck: verify the analytic gradients of neural-network layers against numerical ones."""
+"""gradcheck: verify the analytic gradients of neural-network layers against numerical ones.
+
+Python API (imported on first use): :func:`check_case` and :func:`assert_gradients`.
+"""
 __version__ = "0.1.0"
+__all__ = ["check_case", "assert_gradients", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("check_case", "assert_gradients"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'gradcheck_cli' has no attribute {name!r}")

@@ -19,7 +19,9 @@ from .registry import Layer
 
 def make_layer(cfg: LayerConfig, file: str) -> Layer:
     """Instantiate the registered layer class of ``cfg`` with its options."""
-    return registry.get(cfg.type).cls(**dict(cfg.options))
+    layer = registry.get(cfg.type).cls(**dict(cfg.options))
+    layer.where = f"{file}: {cfg.field}"    # lets a layer name itself in the errors it raises
+    return layer
 
 
 def _load_npy(path: Path, file: str, field: str) -> np.ndarray:

@@ -2,3 +2,4 @@
 from . import dense  # noqa: F401
 from . import conv, pool  # noqa: F401
 from . import abc  # noqa: F401
+from . import custom  # noqa: F401

@@ -1,0 +1,267 @@
+"""The user's own layer: ``type: custom`` with ``impl: FILE.py:Class`` or ``impl: pkg.mod:Class``.
+
+The class the user writes (plain numpy, no base class needed)::
+
+    class LeakyReLU:
+        per_sample = True                 # optional: sample n of y depends only on sample n of x
+        def __init__(self, slope=0.01): ...              # the case's `options`, as keywords
+        def init_params(self, input_shape, rng) -> dict  # name -> ndarray (may be {})
+        def forward(self, x, params) -> y
+        def backward(self, dy, x, params) -> dict        # "x" and every parameter name
+
+The tool checks ``x`` and every parameter like a built-in layer, with one form, ``custom``.
+Everything the user's code does wrong -- a missing file or class, a constructor that rejects
+the options, a method that raises, a result of the wrong kind, keys, shape or dtype, NaN/Inf --
+is a :class:`UserCodeError` naming the case file, the layer (``layers[2]``) and the user's file,
+with the traceback cut down to the user's own frames.
+
+Security: the file (or module) named in ``impl`` is executed; nothing else in the case is.
+A file is loaded by its path alone: its folder is not added to ``sys.path``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import os
+import re
+import sys
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import UserCodeError
+from ..registry import Layer, Option, form, register
+
+_MODULES: dict[tuple[str, float], Any] = {}    # (path, mtime) -> loaded module
+_SHAPE_PROBE_SEED = 20240611                   # fixed draws for discovering shapes; not the case's
+
+
+@dataclasses.dataclass(frozen=True)
+class Impl:
+    """``impl`` as written, with the case's folder (relative files are found from there)."""
+
+    text: str
+    base: Path
+
+    def parse(self) -> tuple[str, str, bool]:
+        """(file or module, class name, is_file); ValueError if ``text`` has neither form."""
+        where, sep, name = self.text.rpartition(":")
+        if not sep or not where or not name.isidentifier():
+            raise ValueError(f"impl {self.text!r} is not FILE.py:Class or package.module:Class")
+        is_file = where.endswith(".py") or "/" in where or os.sep in where
+        if not is_file and not all(part.isidentifier() for part in where.split(".")):
+            raise ValueError(f"impl {self.text!r}: {where!r} is neither a .py file nor a module name")
+        return where, name, is_file
+
+
+def _impl(value: str, base: Path) -> Impl:
+    return Impl(value, Path(base).resolve())
+
+
+def _shown(path: str | Path) -> str:
+    """A path as short as it can be: relative to the working folder when inside it."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+@register("custom")
+class Custom(Layer):
+    summary = "your own layer: impl FILE.py:Class (or pkg.mod:Class), options passed to its constructor"
+    options = (
+        Option("impl", "str", help="FILE.py:Class (relative to the case file) or package.module:Class",
+               resolve=_impl),
+        Option("options", "mapping", default={}, help="keyword arguments of the class's constructor"),
+    )
+    na = {"kron": "a custom layer has one form, its own backward",
+          "correlation": "a custom layer has one form, its own backward",
+          "spray": "a custom layer has one form, its own backward"}
+    example = {"impl": "my_layers.py:LeakyReLU", "options": {"slope": 0.2}}
+
+    where = ""   # "case.yaml: layers[2]", set by network.make_layer; names this layer in errors
+
+    def __init__(self, impl: Impl | str = "", options: Mapping[str, Any] | None = None, **_: Any) -> None:
+        self.impl = impl if isinstance(impl, Impl) else Impl(str(impl), Path.cwd())
+        self.user_options = dict(options or {})
+        self._user: Any = None
+        self._file = ""                 # the user's source file, for messages and frame filtering
+        self._names: tuple[str, ...] | None = None
+        self._probe: dict[tuple[int, ...], tuple[tuple[int, ...], dict[str, tuple[int, ...]]]] = {}
+
+    # -- the user's object, loaded on first use (after make_layer has set `where`) -----------
+    @property
+    def user(self) -> Any:
+        if self._user is None:
+            cls = self._load_class()
+            self._user = self._call("__init__", lambda: cls(**self.user_options),
+                                    hint=f"options given: {self.user_options or 'none'}")
+            for method in ("init_params", "forward", "backward"):
+                if not callable(getattr(self._user, method, None)):
+                    self._fail(f"class {cls.__name__} has no method `{method}`; a custom layer needs "
+                               "init_params(input_shape, rng), forward(x, params), backward(dy, x, params)")
+        return self._user
+
+    @property
+    def per_sample(self) -> bool:     # type: ignore[override]
+        """The user's ``per_sample`` (default False: the numerical check then runs copies one by one)."""
+        return bool(getattr(self.user, "per_sample", False))
+
+    def _load_class(self) -> type:
+        try:
+            where, name, is_file = self.impl.parse()
+        except ValueError as exc:
+            self._fail(str(exc))
+        if is_file:
+            path = (self.impl.base / where).resolve()
+            self._file = str(path)
+            if not path.is_file():
+                self._fail(f"impl file not found: {_shown(path)}")
+            module = self._load_file(path)
+        else:
+            module = self._import(where)
+        cls = getattr(module, name, None)
+        if cls is None:
+            found = sorted(k for k, v in vars(module).items() if isinstance(v, type)
+                           and v.__module__ == module.__name__)
+            self._fail(f"no class `{name}` in {_shown(self._file) or where}"
+                       + (f"; it defines: {', '.join(found)}" if found else ""))
+        if not isinstance(cls, type):
+            self._fail(f"`{name}` in {_shown(self._file) or where} is not a class")
+        return cls
+
+    def _load_file(self, path: Path) -> Any:
+        key = (str(path), path.stat().st_mtime)
+        if key not in _MODULES:
+            mod_name = "gradcheck_user_" + re.sub(r"\W", "_", str(path))
+            spec = importlib.util.spec_from_file_location(mod_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[mod_name] = module          # dataclasses and pickling look modules up here
+            try:
+                self._call("import", lambda: spec.loader.exec_module(module))
+            except UserCodeError:
+                sys.modules.pop(mod_name, None)
+                raise
+            _MODULES[key] = module
+        return _MODULES[key]
+
+    def _import(self, name: str) -> Any:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            self._fail(f"cannot find module `{name}` (install it, or put its folder on PYTHONPATH; "
+                       "or name a file: path/to/file.py:Class)")
+        self._file = spec.origin or ""
+        return self._call("import", lambda: importlib.import_module(name))
+
+    # -- error reporting -----------------------------------------------------------------------
+    def _fail(self, msg: str) -> None:
+        raise UserCodeError(f"{self.where or 'custom layer'} (custom {self.impl.text}): {msg}")
+
+    def _call(self, what: str, fn: Callable[[], Any], hint: str = "") -> Any:
+        """Run user code; an exception becomes a UserCodeError showing only the user's frames."""
+        try:
+            return fn()
+        except UserCodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of the user's code is reported
+            label = {"__init__": "the constructor", "import": "loading the file"}.get(what, what)
+            msg = f"{label} raised {type(exc).__name__}: {exc}"
+            if hint:
+                msg += f" ({hint})"
+            frames = self._user_frames(exc)
+            raise UserCodeError(f"{self.where or 'custom layer'} (custom {self.impl.text}): {msg}"
+                                + "".join(f"\n  {f}" for f in frames)) from None
+
+    def _user_frames(self, exc: BaseException) -> list[str]:
+        """'file:line in func: code' for the frames of the user's file only."""
+        mine = os.path.normcase(os.path.abspath(self._file)) if self._file else None
+        out = []
+        for fr in traceback.extract_tb(exc.__traceback__):
+            if mine and os.path.normcase(os.path.abspath(fr.filename)) == mine:
+                out.append(f"{_shown(fr.filename)}:{fr.lineno} in {fr.name}: {(fr.line or '').strip()}")
+        if not out and isinstance(exc, SyntaxError) and exc.filename:
+            out.append(f"{_shown(exc.filename)}:{exc.lineno}: {(exc.text or '').strip()}")
+        return out
+
+    def _array(self, what: str, a: Any, shape: tuple[int, ...] | None, dtype: np.dtype) -> np.ndarray:
+        """Check one array the user returned: an ndarray of real floats, ``shape``, finite."""
+        if not isinstance(a, np.ndarray):
+            self._fail(f"{what} is {type(a).__name__}, expected a numpy array")
+        if a.dtype.kind != "f":
+            self._fail(f"{what} has dtype {a.dtype}, expected a floating dtype ({dtype})")
+        if a.dtype.itemsize < np.dtype(dtype).itemsize:
+            self._fail(f"{what} has dtype {a.dtype}, less precise than the case's {dtype}")
+        if shape is not None and tuple(a.shape) != tuple(shape):
+            self._fail(f"{what} has shape {list(a.shape)}, expected {list(shape)}")
+        if not np.all(np.isfinite(a)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+            self._fail(f"{what} holds NaN or Inf (first at index {list(bad)})")
+        return a
+
+    # -- the Layer protocol ----------------------------------------------------------------------
+    def params(self) -> tuple[str, ...]:
+        if self._names is None:
+            raise RuntimeError("custom layer: params() before init_params()")  # pragma: no cover
+        return self._names
+
+    def init_params(self, in_shape, rng):
+        user = self.user
+        p = self._call("init_params", lambda: user.init_params(tuple(in_shape), rng))
+        if p is None:
+            p = {}
+        if not isinstance(p, Mapping):
+            self._fail(f"init_params returned {type(p).__name__}, expected a dict name -> array")
+        out = {}
+        for k, v in p.items():
+            if not isinstance(k, str) or not k.isidentifier() or k == "x":
+                self._fail(f"init_params: parameter name {k!r} must be an identifier other than 'x'")
+            out[k] = self._array(f"init_params()[{k!r}]", v, None, np.float16).astype(np.float64)
+        self._names = tuple(out)
+        return out
+
+    def param_shapes(self, in_shape):
+        return self._shapes(tuple(in_shape))[1]
+
+    def output_shape(self, in_shape):
+        return self._shapes(tuple(in_shape))[0]
+
+    def _shapes(self, in_shape: tuple[int, ...]):
+        """Output and parameter shapes, found by running the user's code once on fixed draws."""
+        if in_shape not in self._probe:
+            rng = np.random.default_rng(_SHAPE_PROBE_SEED)
+            p = self.init_params(in_shape, rng)
+            y = self.forward(rng.standard_normal(in_shape), p)
+            self._probe[in_shape] = (tuple(y.shape), {k: tuple(v.shape) for k, v in p.items()})
+        return self._probe[in_shape]
+
+    def forward(self, x, params):
+        user = self.user
+        x_, p_ = x.copy(), {k: v.copy() for k, v in params.items()}   # the user may write in place
+        y = self._call("forward", lambda: user.forward(x_, p_))
+        return self._array("forward() output", y, None, x.dtype)
+
+    @form("custom", seed="the user's own backward")
+    def custom(self, dy, x, params):
+        user = self.user
+        args = (dy.copy(), x.copy(), {k: v.copy() for k, v in params.items()})
+        g = self._call("backward", lambda: user.backward(*args))
+        if not isinstance(g, Mapping):
+            self._fail(f"backward returned {type(g).__name__}, expected a dict with 'x'"
+                       + "".join(f", {k!r}" for k in params))
+        wanted = ("x", *params)
+        missing = [k for k in wanted if k not in g]
+        extra = [k for k in g if k not in wanted]
+        if missing or extra:
+            self._fail("backward returned keys " + (", ".join(map(repr, g)) or "none")
+                       + f"; expected {', '.join(map(repr, wanted))}"
+                       + (f" (missing {', '.join(map(repr, missing))})" if missing else "")
+                       + (f" (unknown {', '.join(map(repr, extra))})" if extra else ""))
+        shapes = {"x": x.shape, **{k: v.shape for k, v in params.items()}}
+        return {k: self._array(f"backward()[{k!r}]", g[k], shapes[k], dy.dtype) for k in wanted}
