@@ -48,7 +48,9 @@ def main() -> None:
 @click.option("--sample", type=click.IntRange(min=1), help="Check K random entries per tensor instead of all.")
 @click.option("--form", "forms", multiple=True, type=click.Choice(["kron", "correlation", "spray", "custom"]),
               help="Check only this form (repeatable). Default: the case's forms, else all.")
-def run(paths, fmt, output, junit_xml, save_arrays, sample, forms) -> None:
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Check N cases at once in parallel processes; the output is the same as with 1.")
+def run(paths, fmt, output, junit_xml, save_arrays, sample, forms, jobs) -> None:
     """Check the cases in PATHS (files, or folders: every *.yaml inside)."""
     from .cases import discover, load
     from .check import run_case
@@ -58,10 +60,13 @@ def run(paths, fmt, output, junit_xml, save_arrays, sample, forms) -> None:
     if not files:
         raise click.UsageError(f"no case files (*.yaml) in {', '.join(paths)}")
     cases = [load(f) for f in files]
-    results = []
-    for case in cases:
-        with _Progress(case.name) as bar:
-            results.append(run_case(case, sample=sample, forms=tuple(forms) or None, progress=bar.update))
+    if jobs > 1 and len(files) > 1:
+        results = _run_parallel(files, jobs, sample, tuple(forms) or None)
+    else:
+        results = []
+        for case in cases:
+            with _Progress(case.name) as bar:
+                results.append(run_case(case, sample=sample, forms=tuple(forms) or None, progress=bar.update))
     _emit(results, fmt, output)
     if junit_xml:
         from .report import junit
@@ -70,6 +75,39 @@ def run(paths, fmt, output, junit_xml, save_arrays, sample, forms) -> None:
     if save_arrays:
         save(results, save_arrays)
     sys.exit(EXIT_OK if all(r.passed for r in results) else EXIT_MISMATCH)
+
+
+def _check_file(path: str, sample, forms):
+    """One case in a worker process: ("ok", result) or ("error", exit code, message)."""
+    from .cases import load
+    from .check import run_case
+
+    try:
+        return "ok", run_case(load(path), sample=sample, forms=forms)
+    except GradcheckError as exc:   # sent back as text: not every error class can be pickled
+        return "error", exc.exit_code, str(exc)
+
+
+def _run_parallel(files, jobs: int, sample, forms) -> list:
+    """Check ``files`` in up to ``jobs`` processes; results (and the first error) in file order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: the same fresh interpreter on every platform, no fork of a threaded BLAS
+    with ProcessPoolExecutor(min(jobs, len(files)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_check_file, str(f), sample, forms) for f in files]
+        with _Progress(f"{len(files)} cases") as bar:
+            for k, _ in enumerate(as_completed(futures), 1):
+                bar.update(k, len(files))
+        results = []
+        for fut in futures:
+            out = fut.result()
+            if out[0] == "error":
+                exc = GradcheckError(out[2])
+                exc.exit_code = out[1]
+                raise exc
+            results.append(out[1])
+    return results
 
 
 def _emit(results, fmt: str, output: str | None) -> None:

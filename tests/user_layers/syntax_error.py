@@ -1,0 +1,3 @@
+class Oops:
+    def forward(self, x, params)
+        return x
