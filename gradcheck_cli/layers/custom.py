@@ -190,13 +190,15 @@ class Custom(Layer):
             out.append(f"{_shown(exc.filename)}:{exc.lineno}: {(exc.text or '').strip()}")
         return out
 
-    def _array(self, what: str, a: Any, shape: tuple[int, ...] | None, dtype: np.dtype) -> np.ndarray:
-        """Check one array the user returned: an ndarray of real floats, ``shape``, finite."""
+    def _array(self, what: str, a: Any, shape: tuple[int, ...] | None, dtype: Any = None) -> np.ndarray:
+        """Check one array the user returned: an ndarray of real floats at least as precise as
+        ``dtype`` (the dtype the user's code was given), of ``shape``, finite."""
         if not isinstance(a, np.ndarray):
             self._fail(f"{what} is {type(a).__name__}, expected a numpy array")
         if a.dtype.kind != "f":
-            self._fail(f"{what} has dtype {a.dtype}, expected a floating dtype ({dtype})")
-        if a.dtype.itemsize < np.dtype(dtype).itemsize:
+            self._fail(f"{what} has dtype {a.dtype}, expected floating point"
+                       + (f" ({np.dtype(dtype)})" if dtype is not None else ""))
+        if dtype is not None and a.dtype.itemsize < np.dtype(dtype).itemsize:
             self._fail(f"{what} has dtype {a.dtype}, less precise than the case's {dtype}")
         if shape is not None and tuple(a.shape) != tuple(shape):
             self._fail(f"{what} has shape {list(a.shape)}, expected {list(shape)}")
@@ -222,7 +224,7 @@ class Custom(Layer):
         for k, v in p.items():
             if not isinstance(k, str) or not k.isidentifier() or k == "x":
                 self._fail(f"init_params: parameter name {k!r} must be an identifier other than 'x'")
-            out[k] = self._array(f"init_params()[{k!r}]", v, None, np.float16).astype(np.float64)
+            out[k] = self._array(f"init_params()[{k!r}]", v, None).astype(np.float64)
         self._names = tuple(out)
         return out
 
