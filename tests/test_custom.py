@@ -290,9 +290,17 @@ def test_list_and_new_know_the_custom_layer(tmp_path):
     res = CliRunner().invoke(main, ["list"])
     assert res.exit_code == 0 and "custom:" in res.stdout
     res = CliRunner().invoke(main, ["new", "custom"])
-    assert res.exit_code == 0
+    assert res.exit_code == 0 and "backward(dy, x, params)" in res.stdout
     (tmp_path / "c.yaml").write_text(res.stdout, encoding="utf-8")
-    examples = Path(__file__).parent.parent / "examples"
-    (tmp_path / "my_layers.py").write_text((examples / "my_layers.py").read_text(), encoding="utf-8")
     res = CliRunner().invoke(main, ["run", str(tmp_path / "c.yaml")])
     assert res.exit_code == 0, res.output
+    assert " custom " in res.stdout
+
+
+def test_shipped_example_layer_is_the_examples_one():
+    import inspect
+
+    from gradcheck_cli.layers import custom_example
+
+    src = (Path(__file__).parent.parent / "examples" / "my_layers.py").read_text(encoding="utf-8")
+    assert inspect.getsource(custom_example.LeakyReLU) in src

@@ -81,7 +81,7 @@ class Custom(Layer):
     na = {"kron": "a custom layer has one form, its own backward",
           "correlation": "a custom layer has one form, its own backward",
           "spray": "a custom layer has one form, its own backward"}
-    example = {"impl": "my_layers.py:LeakyReLU", "options": {"slope": 0.2}}
+    example = {"impl": "gradcheck_cli.layers.custom_example:LeakyReLU", "options": {"slope": 0.2}}
 
     where = ""   # "case.yaml: layers[2]", set by network.make_layer; names this layer in errors
 
@@ -92,6 +92,16 @@ class Custom(Layer):
         self._file = ""                 # the user's source file, for messages and frame filtering
         self._names: tuple[str, ...] | None = None
         self._probe: dict[tuple[int, ...], tuple[tuple[int, ...], dict[str, tuple[int, ...]]]] = {}
+
+    @classmethod
+    def starter_case(cls) -> str:
+        """The starter case runs a shipped example layer; the comments say how to use your own."""
+        return super().starter_case().replace("# run: gradcheck run this.yaml\n", (
+            "# run: gradcheck run this.yaml\n"
+            "# impl: your FILE.py:Class (relative to this file) or package.module:Class. The class:\n"
+            "#   __init__(**options); init_params(input_shape, rng) -> {name: array};\n"
+            "#   forward(x, params) -> y; backward(dy, x, params) -> {'x': dL/dx, name: dL/dname}\n"
+            "# The example below is gradcheck_cli/layers/custom_example.py: copy it to start yours.\n"))
 
     # -- the user's object, loaded on first use (after make_layer has set `where`) -----------
     @property
