@@ -29,8 +29,8 @@ from ..errors import CaseError
 DEFAULT_CASE = Path(__file__).resolve().parents[1] / "data" / "eq7-default.yaml"
 PAIRS_OF_INTEREST = (("eq7_literal", "eq1"), ("eq7_literal", "eq2"), ("eq7_literal", "exact"),
                      ("eq1", "exact"), ("eq2", "exact"), ("eq1", "eq2"), ("ste_mean_std", "eq1"))
-SURROGATE_OF = {"eq7_literal": "eq1", "eq1": "eq1", "eq2": "eq2", "exact": "exact",
-                "ste_mean_std": "ste_mean_std"}
+SURROGATE_OF = {"eq7_literal": "eq1 surrogate", "eq1": "eq1 surrogate", "eq2": "eq2 surrogate",
+                "exact": "real forward", "ste_mean_std": "ste_mean_std surrogate"}
 SAME_DIRECTION = 1 - 1e-9          # cosine above this: the same direction up to rounding
 
 
@@ -133,7 +133,9 @@ def setup(case: Case, i: int) -> dict[str, Any]:
     layer, W0 = net.layers[i], net.params[i]["W"]
     a = layer.binarize(W0)
     o = case.layers[i].options
-    return {"case": case.name, "file": case.file, "seed": case.seed, "dtype": case.dtype,
+    bundled = Path(case.file).resolve() == DEFAULT_CASE
+    return {"case": case.name, "file": "bundled: gradcheck_cli/data/eq7-default.yaml" if bundled else case.file,
+            "seed": case.seed, "dtype": case.dtype,
             "layer": i, "layers": [c.type for c in case.layers], "loss": case.loss,
             "input_shape": list(check_shapes(case)[i]), "W_shape": list(W0.shape), "n": int(W0.size),
             "M": int(o["bases"]), "std": o["std"], "std_formula": STD_FORMULAS[o["std"]],

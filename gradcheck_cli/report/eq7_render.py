@@ -148,7 +148,7 @@ def tables(r: dict[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
                   [[x["rule"], x["formula"], x["surrogate"]] for x in r["rules"]])
     t["verification"] = (["rule", "form", "checked against", "entries", "max rel err", "rel. L2", "cosine",
                           "norm ratio", "verdict"],
-                         [[v["rule"], v["form"], f"{v['against']} surrogate", str(v["checked"]),
+                         [[v["rule"], v["form"], v["against"], str(v["checked"]),
                            _fmt(v["max_rel_error"]), _fmt(v["rel_l2"]), f"{v['cosine']:.6f}",
                            _fmt(v["norm_ratio"]), "pass" if v["passed"] else f"FAIL ({v['failed']} entries)"]
                           for v in r["verification"]])
