@@ -184,7 +184,11 @@ def test_jobs_gives_the_same_bytes_as_a_serial_run(suite, tmp_path):
     assert "FAIL leaky-relu-buggy" in table
 
 
-def test_jobs_reports_the_first_error_like_a_serial_run(suite, tmp_path):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_jobs_reports_the_first_error_like_a_serial_run(suite, tmp_path, monkeypatch, start):
+    from gradcheck_cli import cli
+
+    monkeypatch.setattr(cli, "_START", start)
     # fails only when run (backward), so the error comes from a worker process
     bad = {"name": "bad", "input": [3, 4], "layers": [{"type": "custom", "impl": f"{UL / 'broken.py'}:BackwardRaises"}]}
     (suite / "b-bad.yaml").write_text(yaml.safe_dump(bad), encoding="utf-8")

@@ -180,7 +180,7 @@ class Custom(Layer):
             return fn()
         except UserCodeError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure of the user's code is reported
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of user code is reported
             label = {"__init__": "the constructor", "import": "loading the file"}.get(what, what)
             msg = f"{label} raised {type(exc).__name__}: {exc}"
             if hint:
@@ -245,11 +245,19 @@ class Custom(Layer):
         return self._shapes(tuple(in_shape))[0]
 
     def _shapes(self, in_shape: tuple[int, ...]):
-        """Output and parameter shapes, found by running the user's code once on fixed draws."""
+        """Output and parameter shapes, found by running the user's code on fixed draws (twice:
+        what the check needs to be reproducible -- same seed, same values -- is checked here)."""
         if in_shape not in self._probe:
-            rng = np.random.default_rng(_SHAPE_PROBE_SEED)
-            p = self.init_params(in_shape, rng)
-            y = self.forward(rng.standard_normal(in_shape), p)
+            p = self.init_params(in_shape, np.random.default_rng(_SHAPE_PROBE_SEED))
+            p2 = self.init_params(in_shape, np.random.default_rng(_SHAPE_PROBE_SEED))
+            if any(not np.array_equal(p[k], p2.get(k)) for k in p):
+                self._fail("init_params gave different values for the same rng seed; draw from the "
+                           "`rng` argument (not np.random) so that the case's seed reproduces them")
+            x = np.random.default_rng(_SHAPE_PROBE_SEED).standard_normal(in_shape)
+            y = self.forward(x, p)
+            if not np.array_equal(y, self.forward(x, p)):
+                self._fail("forward gave different outputs for the same x and params; the check "
+                           "needs a deterministic forward (fix any random draw, e.g. a dropout mask)")
             self._probe[in_shape] = (tuple(y.shape), {k: tuple(v.shape) for k, v in p.items()})
         return self._probe[in_shape]
 

@@ -106,3 +106,18 @@ class NoBackward:
 
 
 not_a_class = 3
+
+
+class GlobalRandomInit(Base):
+    def init_params(self, input_shape, rng):
+        return {"g": np.random.standard_normal(input_shape[1:])}   # not from rng
+
+
+class RandomForward(Base):
+    def forward(self, x, params):
+        return x * params["g"] * (np.random.random_sample(x.shape) > 0.5)   # a dropout mask
+
+
+class ExitsInForward(Base):
+    def forward(self, x, params):
+        raise SystemExit(3)
