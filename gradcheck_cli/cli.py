@@ -222,7 +222,8 @@ def report() -> None:
 @click.option("--max-bases", type=click.IntRange(1, 8), default=5, show_default=True, help="Sweep M = 1..K.")
 @click.option("--scales", default="0.1,0.3,1,3,10", show_default=True, help="Weight scales of the sweep (comma-separated; 1 is always added).")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Training steps per rule and learning rate.")
-def eq7(case, output, json_path, max_bases, scales, steps) -> None:
+@click.option("--sample", type=click.IntRange(min=1), help="Verification: check K random entries per tensor instead of all (big layers).")
+def eq7(case, output, json_path, max_bases, scales, steps, sample) -> None:
     """The ABC-Net Eq. 7 report for the first abc_conv2d layer of CASE (default: a bundled case).
 
     Exit code 0 when every rule with a surrogate (eq1, eq2, exact, ste_mean_std) matches its own
@@ -240,7 +241,7 @@ def eq7(case, output, json_path, max_bases, scales, steps) -> None:
     if not scale_values or any(not (v > 0 and v < float("inf")) for v in scale_values):
         raise click.BadParameter("every scale must be a positive finite number", param_hint="--scales")
     c = numbers.load_case(case)
-    settings = numbers.Settings(max_bases=max_bases, scales=scale_values, steps=steps)
+    settings = numbers.Settings(max_bases=max_bases, scales=scale_values, steps=steps, sample=sample)
     with _Progress("eq7 report") as bar:
         r = numbers.build(c, settings, progress=lambda done, total, label: bar.update(done, total))
     files = write(r, output, json_path)

@@ -264,3 +264,11 @@ def test_matplotlib_is_imported_only_by_the_report():
     code = ("import sys, gradcheck_cli.cli, gradcheck_cli.report.eq7, gradcheck_cli.report.eq7_render;"
             "assert 'matplotlib' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_verification_can_sample_entries(small):
+    _, case, _ = small
+    rows = eq7.verification(case, 0, lambda label: None, sample=5)
+    assert len(rows) == 15 and all(v["checked"] == 5 for v in rows)
+    assert all(v["passed"] for v in rows if v["rule"] != "eq7_literal")
+    assert not any(v["passed"] for v in rows if v["rule"] == "eq7_literal")

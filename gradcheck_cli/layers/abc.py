@@ -392,7 +392,8 @@ class AbcConv2d(Layer):
             notes.append(f"vs eq1 surrogate: rel. L2 distance {dist:.3g}, "
                          f"norm ratio {na / nn if nn else float('inf'):.3g}, cosine {cos:.4f}")
         else:
-            notes.append(f"checked against the {self.rule} surrogate")
+            notes.append("checked against the real forward" if self.rule == "exact"
+                         else f"checked against the {self.rule} surrogate")
         if self._anchor is not None and self._anchor.singular:
             notes.append(self._anchor.singular_note())
         return "; ".join(notes)
