@@ -207,6 +207,12 @@ def test_findings_are_written_from_the_numbers(small):
             run["final"] = 1e-9
     assert "lowest final loss 1.00e-09 with exact" in " ".join(eq7.findings(r4))
 
+    r6 = copy.deepcopy(r)
+    for p in r6["sweep"]:
+        if p["scale"] == 1.0:
+            p["pairs"]["eq7_literal|eq1"]["norm_ratio"] = 0.25 * p["M"]
+    assert "Against M (scale 1), the factor rises: 0.25 at M = 1, 0.5 at M = 2" in " ".join(eq7.findings(r6))
+
     r5 = copy.deepcopy(r)
     r5["verification"][3]["passed"] = False          # an eq1 row
     assert "did NOT match" in " ".join(eq7.findings(r5))

@@ -321,6 +321,15 @@ def findings(r: dict[str, Any]) -> list[str]:
                else "slower than" if slope > 0.05 else "independently of")
         out.append(f"Against the weight scale (M = {M0}), that factor grows as scale^{slope:.2f}, i.e. "
                    f"{how} the weights: the discrepancy is a scale that depends on the weights' size.")
+    over_m = sorted((p for p in pts if p["scale"] == 1.0), key=lambda p: p["M"])
+    if len(over_m) >= 2:
+        f = [p["pairs"]["eq7_literal|eq1"]["norm_ratio"] for p in over_m]
+        d = np.diff(f)
+        trend = ("falls" if np.all(d < 0) else "rises" if np.all(d > 0) else "is not monotone")
+        c72 = [p["pairs"]["eq7_literal|eq2"]["cosine"] for p in pts]
+        out.append(f"Against M (scale 1), the factor {trend}: {_fmt(f[0])} at M = {over_m[0]['M']}, "
+                   f"{_fmt(f[-1])} at M = {over_m[-1]['M']}. Over the whole sweep the cosine between "
+                   f"eq7_literal and eq2 lies between {min(c72):.4f} and {max(c72):.4f}.")
     ex = pair[("eq7_literal", "exact")]
     e2 = pair[("eq7_literal", "eq2")]
     be = pair[("eq1", "exact")]
