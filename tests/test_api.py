@@ -140,6 +140,33 @@ def test_readme_github_actions_job_runs(tmp_path, monkeypatch):
         assert (tmp_path / name).is_file(), name
 
 
+def _lines(text: str) -> list[str]:
+    return [" ".join(ln.split()) for ln in text.splitlines() if ln.strip()]
+
+
+def test_readme_sample_output_is_real(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    res = CliRunner().invoke(main, ["run", "examples/leaky-buggy.yaml"])
+    assert res.exit_code == 1
+    got = _lines(res.stdout)
+    for line in _lines(readme_block("output: gradcheck run examples/leaky-buggy.yaml", "")):
+        assert line in got, line
+
+
+def test_readme_error_messages_are_real(tmp_path, monkeypatch):
+    shutil.copy(UL / "broken.py", tmp_path / "broken.py")
+    monkeypatch.chdir(tmp_path)
+    shown = _lines(readme_block("output: user-code errors", ""))
+    got = []
+    for cls in re.findall(r"custom broken.py:(\w+)\)", "\n".join(shown)):
+        Path("case.yaml").write_text("input: [3, 4]\nlayers:\n  - {type: linear, out_features: 4}\n"
+                                     f"  - {{type: custom, impl: 'broken.py:{cls}'}}\n", encoding="utf-8")
+        res = CliRunner().invoke(main, ["run", "case.yaml"])
+        assert res.exit_code == 2
+        got += _lines(res.stderr)
+    assert shown == got
+
+
 # ------------------------------------------------------------------------------------------
 # --jobs: same output, same order, same bytes
 # ------------------------------------------------------------------------------------------
