@@ -108,12 +108,13 @@ class Custom(Layer):
     def user(self) -> Any:
         if self._user is None:
             cls = self._load_class()
-            self._user = self._call("__init__", lambda: cls(**self.user_options),
-                                    hint=f"options given: {self.user_options or 'none'}")
+            user = self._call("__init__", lambda: cls(**self.user_options),
+                              hint=f"options given: {self.user_options or 'none'}")
             for method in ("init_params", "forward", "backward"):
-                if not callable(getattr(self._user, method, None)):
+                if not callable(getattr(user, method, None)):
                     self._fail(f"class {cls.__name__} has no method `{method}`; a custom layer needs "
                                "init_params(input_shape, rng), forward(x, params), backward(dy, x, params)")
+            self._user = user
         return self._user
 
     @property
