@@ -17,7 +17,7 @@ RULE_COLORS = {"eq7_literal": "#d62728", "eq1": "#1f77b4", "eq2": "#2ca02c", "ex
                "ste_mean_std": "#9467bd"}
 FIGURES = ("alphas", "pairwise", "sweep", "training")
 CAPTIONS = {
-    "alphas": "Per-base alphas (OLS) at W0, and the weight each rule gives base m (1 for eq1, alpha_m for eq7_literal).",
+    "alphas": "Per-base alphas (OLS) at W0: the weight eq7_literal puts on dL/dB_m, where eq1 puts 1.",
     "pairwise": "Cosine and relative L2 distance between the rules' dL/dW at W0.",
     "sweep": "Sweep over M (at scale 1) and over the weight scale (at the case's M): eq7_literal against the other rules.",
     "training": "Training loss per step, each rule, one panel per learning rate (log scale).",
@@ -55,9 +55,9 @@ def _alphas(plt, r):
     ax.bar([x + 0.2 for x in xs], [1.0] * M, 0.4, label="1 (eq1 weight)", color=RULE_COLORS["eq1"], alpha=0.5)
     ax.set_xticks(xs, [f"m={m}\nu={u:+.2f}" for m, u in zip(xs, a["u"])])
     ax.set_yscale("log")
-    ax.set_ylabel("weight of base m in dL/dW")
+    ax.set_ylabel("weight on dL/dB_m in dL/dW")
     ax.set_title(f"M = {M}, sum alpha^2 / sum alpha = {_fmt(a['ratio'])}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2)
     return fig
 
 
