@@ -24,7 +24,8 @@ def check_case(case: str | Path | Mapping[str, Any] | Case, *, base_dir: str | P
 
     ``case`` is a path to a YAML case, a dict with the same fields as the YAML file, or a loaded
     :class:`~gradcheck_cli.cases.Case`. For a dict, relative paths in it (``impl: my_layers.py:...``,
-    ``.npy`` files) are found from ``base_dir`` (default: the working folder).
+    ``.npy`` files) are found from ``base_dir`` (default: the working folder), and a custom
+    layer's ``impl`` may also be the class itself (``"impl": LeakyReLU``).
     ``sample`` and ``forms`` are the CLI's ``--sample`` and ``--form``.
 
     Bad input raises :class:`~gradcheck_cli.errors.GradcheckError` (``CaseError`` for the case,
@@ -34,11 +35,23 @@ def check_case(case: str | Path | Mapping[str, Any] | Case, *, base_dir: str | P
     if isinstance(case, Case):
         c = case
     elif isinstance(case, Mapping):
-        c = from_dict(dict(case), "<dict>", base_dir=Path(base_dir) if base_dir else Path.cwd(),
+        c = from_dict(_with_object_refs(case), "<dict>", base_dir=Path(base_dir) if base_dir else Path.cwd(),
                       default_name=str(case.get("name", "case")))
     else:
         c = load(case)
     return run_case(c, sample=sample, forms=tuple(forms) if forms else None)
+
+
+def _with_object_refs(case: Mapping[str, Any]) -> dict:
+    """The dict with every custom layer's ``impl`` given as a class replaced by its reference."""
+    from .layers.custom import object_ref
+
+    doc = dict(case)
+    if isinstance(doc.get("layers"), list):
+        doc["layers"] = [{**layer, "impl": object_ref(layer["impl"])}
+                         if isinstance(layer, Mapping) and isinstance(layer.get("impl"), type) else layer
+                         for layer in doc["layers"]]
+    return doc
 
 
 def report(result: CaseResult) -> str:

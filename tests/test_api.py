@@ -45,6 +45,47 @@ def test_check_case_from_a_dict_finds_impl_from_base_dir():
         check_case(d, base_dir=UL)
 
 
+def test_impl_may_be_the_class_itself():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ex_buggy", EXAMPLES / "my_layers_buggy.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    d = {"input": [3, 4], "layers": [{"type": "custom", "impl": mod.LeakyReLU, "options": {"slope": 0.3}}]}
+    with pytest.raises(AssertionError, match="worst entries"):
+        assert_gradients(d)
+    assert d["layers"][0]["impl"] is mod.LeakyReLU                    # the caller's dict is untouched
+    d["layers"][0]["impl"] = type("Fixed", (mod.LeakyReLU,), {
+        "backward": lambda self, dy, x, params: {"x": dy * np.where(x > 0, 1.0, self.slope)}})
+    assert check_case(d).passed
+
+
+class _RaisesInBackward:
+    def init_params(self, input_shape, rng):
+        return {}
+
+    def forward(self, x, params):
+        return 2 * x
+
+    def backward(self, dy, x, params):
+        return {"x": dy @ x}                                          # shapes do not match
+
+
+def test_frames_of_a_class_given_as_an_object_are_shown():
+    with pytest.raises(UserCodeError) as exc:
+        check_case({"input": [3, 4], "layers": [{"type": "custom", "impl": _RaisesInBackward}]})
+    msg = str(exc.value)
+    assert re.match(r"<dict>: layers\[0\] \(custom <[\w.]*_RaisesInBackward>\): backward raised ValueError", msg)
+    assert 'test_api.py:' in msg and 'in backward: return {"x": dy @ x}' in msg
+    assert "gradcheck_cli" not in msg
+
+
+def test_an_object_reference_is_not_a_path_to_anything():
+    d = {"input": [3, 4], "layers": [{"type": "custom", "impl": "<never.Given>"}]}
+    with pytest.raises(UserCodeError, match="is not FILE.py:Class"):
+        check_case(d)
+
+
 def test_check_case_sample_and_forms():
     r = check_case(ROOT / "cases" / "linear-mse.yaml", sample=2, forms=("spray",))
     assert {row.form for row in r.rows} == {"spray"} and all(row.checked <= 2 for row in r.rows)

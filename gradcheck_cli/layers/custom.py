@@ -37,6 +37,7 @@ from ..errors import UserCodeError
 from ..registry import Layer, Option, form, register
 
 _MODULES: dict[tuple[str, float], Any] = {}    # (path, mtime) -> loaded module
+_OBJECTS: dict[str, type] = {}                 # "<module.Class>" -> a class handed to the Python API
 _SHAPE_PROBE_SEED = 20240611                   # fixed draws for discovering shapes; not the case's
 
 
@@ -56,6 +57,17 @@ class Impl:
         if not is_file and not all(part.isidentifier() for part in where.split(".")):
             raise ValueError(f"impl {self.text!r}: {where!r} is neither a .py file nor a module name")
         return where, name, is_file
+
+
+def object_ref(cls: type) -> str:
+    """The ``impl`` text for a class given as an object through the Python API.
+
+    Only classes passed to :func:`gradcheck_cli.check_case` in this process are ever found this
+    way; a YAML file cannot name code by it that was not already given as an object.
+    """
+    key = f"<{cls.__module__}.{cls.__qualname__}>"
+    _OBJECTS[key] = cls
+    return key
 
 
 def _impl(value: str, base: Path) -> Impl:
@@ -89,7 +101,8 @@ class Custom(Layer):
         self.impl = impl if isinstance(impl, Impl) else Impl(str(impl), Path.cwd())
         self.user_options = dict(options or {})
         self._user: Any = None
-        self._file = ""                 # the user's source file, for messages and frame filtering
+        self._file = ""                 # the user's source file, for messages
+        self._sources: set[str] = set()  # files of the user's code: their frames are shown
         self._names: tuple[str, ...] | None = None
         self._probe: dict[tuple[int, ...], tuple[tuple[int, ...], dict[str, tuple[int, ...]]]] = {}
 
@@ -108,6 +121,9 @@ class Custom(Layer):
     def user(self) -> Any:
         if self._user is None:
             cls = self._load_class()
+            self._sources = {self._file} | {
+                m.__code__.co_filename for k in ("__init__", "init_params", "forward", "backward")
+                if hasattr(m := getattr(cls, k, None), "__code__")}
             user = self._call("__init__", lambda: cls(**self.user_options),
                               hint=f"options given: {self.user_options or 'none'}")
             for method in ("init_params", "forward", "backward"):
@@ -123,6 +139,11 @@ class Custom(Layer):
         return bool(getattr(self.user, "per_sample", False))
 
     def _load_class(self) -> type:
+        if self.impl.text in _OBJECTS:
+            cls = _OBJECTS[self.impl.text]
+            code = getattr(getattr(cls, "forward", None), "__code__", None)
+            self._file = code.co_filename if code else ""
+            return cls
         try:
             where, name, is_file = self.impl.parse()
         except ValueError as exc:
@@ -191,11 +212,13 @@ class Custom(Layer):
                                 + "".join(f"\n  {f}" for f in frames)) from None
 
     def _user_frames(self, exc: BaseException) -> list[str]:
-        """'file:line in func: code' for the frames of the user's file only."""
-        mine = os.path.normcase(os.path.abspath(self._file)) if self._file else None
+        """'file:line in func: code' for the frames of the user's code only: the impl file and
+        the files that define the class's methods (a base class may live elsewhere)."""
+        norm = lambda f: os.path.normcase(os.path.abspath(f))  # noqa: E731
+        mine = {norm(f) for f in self._sources | {self._file} if f}
         out = []
         for fr in traceback.extract_tb(exc.__traceback__):
-            if mine and os.path.normcase(os.path.abspath(fr.filename)) == mine:
+            if norm(fr.filename) in mine:
                 out.append(f"{_shown(fr.filename)}:{fr.lineno} in {fr.name}: {(fr.line or '').strip()}")
         if not out and isinstance(exc, SyntaxError) and exc.filename:
             out.append(f"{_shown(exc.filename)}:{exc.lineno}: {(exc.text or '').strip()}")
