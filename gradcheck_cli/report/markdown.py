@@ -5,7 +5,7 @@ from ..check import CaseResult
 from . import fmt, reproduce
 
 HEAD = ("layer", "type", "tensor", "form", "shape", "checked", "max abs err", "max rel err",
-        "worst index", "failed", "kinks", "verdict")
+        "worst index", "failed", "kinks", "verdict", "note")
 
 
 def _line(cells) -> str:
@@ -23,7 +23,7 @@ def render(results: list[CaseResult]) -> str:
             out.append(_line([row.layer, row.type, row.tensor, row.form, "x".join(map(str, row.shape)),
                               row.checked, fmt(row.max_abs_error), fmt(row.max_rel_error),
                               list(row.worst_index), row.failed, row.kinks,
-                              "pass" if row.passed else "**FAIL**"]))
+                              "pass" if row.passed else "**FAIL**", row.note.replace("|", "\\|")]))
         if r.agreement:
             a = max(r.agreement, key=lambda a: a.max_rel_diff)
             out.append(f"\nLargest difference between forms: {fmt(a.max_abs_diff)} "
