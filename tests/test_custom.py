@@ -307,3 +307,18 @@ def test_shipped_example_layer_is_the_examples_one():
 
     src = (Path(__file__).parent.parent / "examples" / "my_layers.py").read_text(encoding="utf-8")
     assert inspect.getsource(custom_example.LeakyReLU) in src
+
+
+def test_parameter_files_work_for_custom_layers(tmp_path):
+    g = np.array([0.5, -1.0, 2.0, 0.25])
+    np.save(tmp_path / "g.npy", g)
+    d = doc("dense.py:Scale", [3, 4])
+    d["layers"][0]["params"] = {"g": "g.npy"}
+    p = write_case(tmp_path, d)
+    res, out = run_json(p, "--save-arrays", str(tmp_path / "arrays"))
+    assert res.exit_code == 0, res.output
+    saved = np.load(tmp_path / "arrays" / "Scale.npz")
+    np.testing.assert_array_equal(saved["layer0.g"], g)
+    d["layers"][0]["params"] = {"h": "g.npy"}
+    res = CliRunner().invoke(main, ["run", str(write_case(tmp_path, d))])
+    assert res.exit_code == 2 and "layers[0].params.h" in res.stderr and "it has: g" in res.stderr
