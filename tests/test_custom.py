@@ -131,9 +131,10 @@ def test_float32_case_gives_the_user_float32_arrays():
 
 
 def test_per_sample_defaults_to_false():
-    """A layer that mixes samples passes by default; claiming per_sample wrongly folds copies."""
+    """A layer that mixes samples passes by default; a false per_sample claim is caught."""
     assert check_case(doc("batch.py:CenterBatch", [4, 3]), base_dir=UL).passed
-    assert not check_case(doc("batch.py:CenterBatchClaimsPerSample", [4, 3]), base_dir=UL).passed
+    with pytest.raises(UserCodeError, match="per_sample = True, but the output is not one row per sample"):
+        check_case(doc("batch.py:CenterBatchClaimsPerSample", [4, 3]), base_dir=UL)
 
 
 def test_impl_as_module_on_sys_path(monkeypatch):

@@ -282,8 +282,25 @@ class Custom(Layer):
             if not np.array_equal(y, self.forward(x, p)):
                 self._fail("forward gave different outputs for the same x and params; the check "
                            "needs a deterministic forward (fix any random draw, e.g. a dropout mask)")
+            if self.per_sample:
+                self._check_per_sample(x, y, p)
             self._probe[in_shape] = (tuple(y.shape), {k: tuple(v.shape) for k, v in p.items()})
         return self._probe[in_shape]
+
+    def _check_per_sample(self, x: np.ndarray, y: np.ndarray, p: dict[str, np.ndarray]) -> None:
+        """``per_sample = True`` lets the check fold copies into the batch axis; a false claim would
+        give wrong numerical gradients, so test it: a doubled batch with sample 0 of the second
+        half changed must give [y, y with only sample 0 changed]."""
+        n = x.shape[0]
+        xb = np.concatenate([x, x])
+        xb[n] += 0.5
+        yb = self.forward(xb, p)
+        tol = 1e-10 * max(1.0, float(np.max(np.abs(y), initial=0.0)))
+        if (yb.shape != (2 * n, *y.shape[1:]) or not np.allclose(yb[:n], y, rtol=0, atol=tol)
+                or not np.allclose(yb[n + 1:], y[1:], rtol=0, atol=tol)):
+            self._fail("per_sample = True, but the output is not one row per sample that depends "
+                       "only on that sample's input (checked by changing one sample of a doubled "
+                       "batch); remove per_sample and the check runs its copies one by one")
 
     def forward(self, x, params):
         user = self.user
