@@ -4,12 +4,23 @@ For every layer i and tensor t (its input x and each parameter) the numerical gr
 case's scalar loss is computed once and shared by the forms; each form's analytic gradient,
 backpropagated through the whole network with that form, is compared entry by entry.
 
-Verdict of one entry (a analytic, n numerical):
-    |a - n| <= atol + rtol * max(|a|, |n|) + noise
-where noise is the rounding-error estimate of the central difference
-(32 u |L(v+h)| + |L(v-h)| / 2h). An entry that fails this but whose one-sided differences
-disagree (a kink: the step crosses a non-differentiable point) passes when a lies between the
-left and right differences (within the same tolerance) and is counted in ``kinks``.
+Verdict of one entry (a analytic, n central difference at the default step h):
+
+    |a - n| <= atol + rtol * max(|a|, |n|) + noise (+ 64 e32 in float32)
+
+noise is the rounding-error estimate of the central difference, 32 u (|L(v+h)| + |L(v-h)|) / 2h;
+e32 (float32 cases only) is the float32 error estimate of the analytic side (``float32_error``).
+NaN or Inf on either side never passes.
+
+Kinks. An entry that fails this test is judged again by its one-sided differences when they
+disagree (|right - left| >= |a - n| / 10) or when a layer's ``kink_distance`` says its own step
+crosses a kink: each per-sample term l_n of L (and the regularizer) is evaluated at v +- h and
+v +- h/8, and each side's difference is extrapolated to step 0 (Richardson,
+D = (8 d(h/8) - d(h)) / 7; a side that does not cross the kink gives the derivative to O(h^2)).
+The entry passes, and is counted in ``kinks``, when a lies between sum_n min(D_left, D_right) and
+sum_n max(D_left, D_right) within the tolerance (plus their rounding estimate). At a smooth
+point both extrapolations equal the derivative to O(h^2), so a wrong gradient still fails there. Entries whose step
+crosses a kink by the layer's own account are counted in ``kinks`` whichever way they pass.
 """
 from __future__ import annotations
 
@@ -18,12 +29,16 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import kinks
 from .cases import Case
 from .network import Network
-from .numeric import Numerical, central_differences, chunk_size
+from .numeric import NOISE_FACTOR, U64, Numerical, central_differences, chunk_size
 
+# (rtol, atol) per dtype; docs/readme/verdicts.md says why
 DEFAULT_TOLERANCE = {"float64": (1e-6, 1e-9), "float32": (1e-3, 1e-5)}
-KINK_GAP = 1e-3     # one-sided differences further apart than this (relative) mark a kink
+U32 = float(np.finfo(np.float32).eps)
+ERR32_FACTOR = 64.0   # float32 error estimate -> tolerance (measured actual/estimate <= 25)
+REFINE = 8            # the kink rule's second step is h / REFINE
 WORST_SHOWN = 5
 
 
@@ -103,6 +118,8 @@ class CaseResult:
     evaluations: int
     sample: int | None = None
     arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+    kink_layers: list[kinks.LayerKinks] = dataclasses.field(default_factory=list)
+    resampled: int = 0          # samples of the generated input drawn again (kink margin)
 
     @property
     def passed(self) -> bool:
@@ -113,7 +130,9 @@ class CaseResult:
                 "dtype": self.dtype, "tolerance": {"rtol": self.rtol, "atol": self.atol},
                 "sample": self.sample, "forward_evaluations": self.evaluations,
                 "checks": [r.to_json() for r in self.rows],
-                "form_agreement": [a.to_json() for a in self.agreement]}
+                "form_agreement": [a.to_json() for a in self.agreement],
+                "kink_distance": {"resampled_samples": self.resampled,
+                                  "layers": [k.to_json() for k in self.kink_layers]}}
 
 
 def _num(x: float) -> float | str:
@@ -135,6 +154,7 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
     ``progress(done, total)`` is called as entries are evaluated.
     """
     net = Network.build(case)
+    resampled, margins = kinks.keep_margin(net)
     rtol, atol = tolerance(case)
     dt = net.dtype
     xs64 = net.forward(np.float64)
@@ -142,7 +162,11 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
     wanted = forms or case.forms
     form_names = _forms_in_use(net, wanted)
     grads = {f: net.backward(f, xs_dt, dt) for f in form_names}
+    single = dt == np.float32
+    grads64 = {f: net.backward(f, xs64, np.float64) for f in form_names} if single else {}
+    err32 = {f: float32_error(net, f, xs64, grads64[f]) for f in form_names} if single else {}
     L0 = float(net.loss.value(xs64[-1]) + net.reg_value())
+    dist = kinks.distances(net, xs64)
 
     rng = np.random.default_rng([case.seed, 1])
     tensors = net.tensors()
@@ -161,21 +185,40 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
         base = net.value_of(i, t, xs64)
         idx = picks[(i, t)]
 
-        def tick(k: int, _i=i) -> None:
+        def tick(k: int) -> None:
             nonlocal done
             done += k
             if progress:
                 progress(done, total)
 
-        numer = central_differences(lambda V, i=i, t=t: net.stacked_loss(i, t, V, xs64), base, idx,
-                                    case.eps, chunk_size(per_copy + base.nbytes, len(idx)), tick)
+        def loss_of(V, i=i, t=t):
+            return net.stacked_loss(i, t, V, xs64)
+
+        chunk = chunk_size(per_copy + base.nbytes, len(idx))
+        numer = central_differences(loss_of, base, idx, case.eps, chunk, tick)
         evaluations += numer.evaluations
+        struct = (dist[i].reshape(-1)[idx] <= numer.step) if t == "x" and dist[i] is not None else None
         own = [f for f in form_names if f in layer.forms]
+        analytic = {f: np.asarray(grads[f][i][t], dtype=np.float64) for f in own}
+        extra = {f: ERR32_FACTOR * err32[f][i][t].reshape(-1)[idx] for f in own} if single else {}
+        # one refinement (steps h/8) shared by the forms, for every entry some form needs judged again
+        need = np.zeros(len(idx), dtype=bool)
         for f in own:
-            a = np.asarray(grads[f][i][t], dtype=np.float64)
-            rows.append(_judge(i, layer.type_name, t, f, a, numer, L0, rtol, atol))
-            extra = layer.row_note(t, f, a.reshape(-1)[idx], numer.values)
-            rows[-1].note = "; ".join(s for s in (rows[-1].note, extra) if s)
+            need |= _needs_refinement(analytic[f].reshape(-1)[idx], numer, L0, rtol, atol,
+                                      extra.get(f), struct)
+        fine = None
+        if need.any():
+            fine = refine(net, i, t, xs64, base, idx[need], numer.step[need], chunk)
+            evaluations += fine.evaluations
+        for f in own:
+            a = analytic[f]
+            row = _judge(i, layer.type_name, t, f, a, numer, L0, rtol, atol, extra.get(f), fine, need, struct)
+            if single and not row.passed:
+                row.note = _float32_note(row, i, layer.type_name, t, f, grads64[f][i][t], numer, L0,
+                                         fine, need, struct, case)
+            layer_note = layer.row_note(t, f, a.reshape(-1)[idx], numer.values)
+            row.note = "; ".join(s for s in (row.note, layer_note) if s)
+            rows.append(row)
             arrays[f"layer{i}.{t}.{f}.analytic"] = a
             full = np.full(base.shape, np.nan)
             full.reshape(-1)[idx] = numer.values
@@ -183,7 +226,54 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
         if len(own) > 1:
             agreement.append(_agreement(i, t, [(f, grads[f][i][t]) for f in own]))
     return CaseResult(case.name, case.file, case.seed, case.dtype, rtol, atol, rows, agreement,
-                      evaluations, sample, arrays)
+                      evaluations, sample, arrays, kinks.report(net, xs64, margins), resampled)
+
+
+def float32_error(net: Network, form: str, xs64: list[np.ndarray],
+                  g64: list[dict[str, np.ndarray]], trials: int = 2) -> list[dict[str, np.ndarray]]:
+    """Float32 error estimate of the analytic gradients of ``form``, entry by entry.
+
+    A correct float32 computation is the exact computation on data perturbed by about one unit
+    of float32 rounding u32 at every step. So the same form is run in float64 with every input,
+    parameter and activation multiplied by (1 + u32 r), r uniform in [-1, 1] (seeded), and the
+    largest change of each entry over ``trials`` runs is its estimate, floored at the rms estimate
+    of its tensor. Where the gradient cancels (a small entry summed from large terms) the estimate
+    grows with the terms, not with the entry.
+    """
+    rng = np.random.default_rng([net.case.seed, 3])
+
+    def jitter(a: np.ndarray) -> np.ndarray:
+        return a * (1.0 + U32 * rng.uniform(-1.0, 1.0, np.shape(a)))
+
+    est = [{k: np.zeros(np.shape(v)) for k, v in g.items()} for g in g64]
+    for _ in range(trials):
+        params = [{k: jitter(v) for k, v in p.items()} for p in net.params]
+        xs = [jitter(xs64[0])]
+        for layer, p in zip(net.layers, params):
+            xs.append(jitter(np.asarray(layer.forward(xs[-1], p), dtype=np.float64)))
+        g = dataclasses.replace(net, params=params).backward(form, xs, np.float64)
+        for e, gj, g0 in zip(est, g, g64):
+            for k in e:
+                np.maximum(e[k], np.abs(np.asarray(gj[k], np.float64) - g0[k]), out=e[k])
+    # a few random trials can miss an entry by luck: floor each at its tensor's rms estimate
+    for e in est:
+        for k, v in e.items():
+            v = np.where(np.isfinite(v), v, 0.0)         # NaN/Inf entries fail on their own
+            e[k] = np.maximum(v, np.sqrt(np.mean(v ** 2)) if v.size else 0.0)
+    return est
+
+
+def _float32_note(row: Row, i: int, type_name: str, t: str, f: str, a64: np.ndarray,
+                  numer: Numerical, L0: float, fine, need, struct, case: Case) -> str:
+    """Say whether a float32 failure exists only in float32: judge the same form run in float64."""
+    rtol, atol = DEFAULT_TOLERANCE["float64"]
+    r64 = _judge(i, type_name, t, f, np.asarray(a64, np.float64), numer, L0, rtol, atol, None,
+                 fine, need, struct)
+    lead = f"{row.note}; " if row.note else ""
+    if r64.passed:
+        return (f"{lead}fails only in float32: the same form in float64 passes "
+                f"(max rel err {r64.max_rel_error:.1e})")
+    return f"{lead}fails in float64 too ({r64.failed} entries): not a precision problem"
 
 
 def _forms_in_use(net: Network, wanted: tuple[str, ...] | None) -> list[str]:
@@ -195,43 +285,162 @@ def _forms_in_use(net: Network, wanted: tuple[str, ...] | None) -> list[str]:
     return present
 
 
+def _threshold(a, n, noise, rtol, atol, extra):
+    thr = atol + rtol * np.maximum(np.abs(a), np.abs(n)) + noise
+    return thr if extra is None else thr + extra
+
+
+def _needs_refinement(a, numer: Numerical, L0: float, rtol, atol, extra, struct) -> np.ndarray:
+    """Entries that fail the central test and that a kink could explain."""
+    n = numer.values
+    err = np.abs(a - n)
+    thr = _threshold(a, n, numer.noise, rtol, atol, extra)
+    fails = ~(err <= thr) & np.isfinite(a) & np.isfinite(n)
+    gap = np.abs(numer.plus + numer.minus - 2 * L0) / numer.step   # |right - left|
+    explainable = gap >= 0.1 * err           # the one-sided differences disagree: maybe a kink
+    if struct is not None:
+        explainable |= struct
+    return fails & explainable
+
+
+@dataclasses.dataclass
+class Refined:
+    """Per-sample losses l_n (the regularizer as one more term) at v +- h and v +- h/REFINE for
+    the entries the kink rule judges: arrays (k, N + 1); ``base`` (N + 1,) at v."""
+
+    base: np.ndarray
+    plus: np.ndarray
+    minus: np.ndarray
+    plus_fine: np.ndarray
+    minus_fine: np.ndarray
+    step: np.ndarray
+    step_fine: np.ndarray
+    evaluations: int
+
+    def subset(self, k: np.ndarray) -> "Refined":
+        return Refined(self.base, self.plus[k], self.minus[k], self.plus_fine[k], self.minus_fine[k],
+                       self.step[k], self.step_fine[k], 0)
+
+
+def per_sample_losses(net: Network, i: int, t: str, values: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
+    """The terms of L for K values of layer i's tensor t: (K, N + 1), samples then regularizer."""
+    K = values.shape[0]
+    if t == "x":
+        h = net._run_folded(i, values, K)
+    else:
+        h = net._run_folded(i + 1, net.layers[i].forward_stacked(xs[i], net.params[i], t, values), K)
+    terms = net.loss.per_sample_stacked(h)
+    reg = np.broadcast_to(np.asarray(net.reg_value((i, t, values) if t != "x" else None), float), (K,))
+    return np.concatenate([terms, reg[:, None]], axis=1)
+
+
+def refine(net: Network, i: int, t: str, xs: list[np.ndarray], base: np.ndarray, index: np.ndarray,
+           step: np.ndarray, chunk: int) -> Refined:
+    """Evaluate the per-sample terms at v +- h and v +- h/REFINE for the flat entries ``index``."""
+    flat = np.asarray(base, np.float64).reshape(-1)
+    k = len(index)
+    steps = np.stack([step, -step, step / REFINE, -step / REFINE])      # (4, k)
+    out = np.empty((4, k, 0))
+    L0 = per_sample_losses(net, i, t, flat.reshape(1, *base.shape), xs)[0]
+    per = max(1, chunk // 2)
+    parts = []
+    for start in range(0, k, per):
+        j = index[start:start + per]
+        m = len(j)
+        V = np.repeat(flat[None], 4 * m, axis=0)
+        V[np.arange(4 * m), np.tile(j, 4)] += steps[:, start:start + m].reshape(-1)
+        parts.append(per_sample_losses(net, i, t, V.reshape(4 * m, *base.shape), xs).reshape(4, m, -1))
+    out = np.concatenate(parts, axis=1)
+    return Refined(L0, out[0], out[1], out[2], out[3], step, step / REFINE, 4 * k)
+
+
+def _kink_pass(a, n, fine: Refined, pos: np.ndarray, rtol, atol, extra):
+    """For the entries at positions ``pos``: does a lie in [sum_n min(D_left,n, D_right,n),
+    sum_n max(...)], the one-sided differences of each term extrapolated to step 0?
+
+    Splitting L into its per-sample terms lets several samples sit on their kinks at once (a zero
+    bias and a zero weight column put every sample on ReLU's kink): each term's analytic share lies
+    between its own one-sided derivatives, so the sum lies between the sums of the bounds.
+    """
+    L0 = fine.base[None]
+
+    def sides(plus, minus, s):
+        s = s[:, None]
+        noise = NOISE_FACTOR * U64 * (np.maximum(np.abs(plus), np.abs(minus)) + np.abs(L0)) / s
+        return (L0 - minus) / s, (plus - L0) / s, noise
+
+    l1, r1, e1 = sides(fine.plus, fine.minus, fine.step)
+    l2, r2, e2 = sides(fine.plus_fine, fine.minus_fine, fine.step_fine)
+    q = REFINE
+    d_left, d_right = (q * l2 - l1) / (q - 1), (q * r2 - r1) / (q - 1)
+    noise = ((q * e2 + e1) / (q - 1)).sum(axis=1)
+    lo = np.minimum(d_left, d_right).sum(axis=1)
+    hi = np.maximum(d_left, d_right).sum(axis=1)
+    ap = a[pos]
+    thr = atol + rtol * np.maximum(np.abs(ap), np.abs(n[pos])) + noise
+    if extra is not None:
+        thr = thr + extra[pos]
+    return (ap >= lo - thr) & (ap <= hi + thr)
+
+
 def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Numerical,
-           L0: float, rtol: float, atol: float) -> Row:
+           L0: float, rtol: float, atol: float, extra: np.ndarray | None = None,
+           fine: Refined | None = None, need: np.ndarray | None = None,
+           struct: np.ndarray | None = None) -> Row:
+    """One row: the central test, then the kink rule for the entries ``need`` (refined in ``fine``)."""
     shape = a_full.shape
     a = a_full.reshape(-1)[numer.index]
     n = numer.values
     err = np.abs(a - n)
     mag = np.maximum(np.abs(a), np.abs(n))
-    thr = atol + rtol * mag + numer.noise
-    bad = ~(err <= thr)                       # NaN/Inf in either side fails
-    kinks = np.zeros_like(bad)
-    if bad.any():
-        right = (numer.plus - L0) / numer.step
-        left = (L0 - numer.minus) / numer.step
-        gap = np.abs(right - left)
-        scale = np.maximum(np.maximum(np.abs(right), np.abs(left)), atol / rtol)
-        kinks = bad & (gap > KINK_GAP * scale + 4 * numer.noise)
-        lo, hi = np.minimum(left, right), np.maximum(left, right)
-        between = (a >= lo - thr) & (a <= hi + thr)
-        bad = bad & ~(kinks & between)
-    rel = err / np.maximum(mag, atol / rtol)
-    ratio = np.where(np.isfinite(err), err / thr, np.inf)
-    ratio = np.where(kinks & ~bad, 0.0, ratio)  # a kink that passes is not "worst"
+    thr = _threshold(a, n, numer.noise, rtol, atol, extra)
+    finite = np.isfinite(a) & np.isfinite(n)
+    bad = ~(err <= thr) | ~finite             # NaN/Inf on either side fails
+    kink = np.zeros_like(bad) if struct is None else struct.copy()
+    by_kink = np.zeros_like(bad)              # failed the central test, passed by the kink rule
+    if fine is not None and need is not None and bad.any():
+        mine = _needs_refinement(a, numer, L0, rtol, atol, extra, struct) & need
+        if mine.any():
+            pos = np.flatnonzero(mine)
+            ok = _kink_pass(a, n, fine.subset(np.searchsorted(np.flatnonzero(need), pos)), pos,
+                            rtol, atol, extra)
+            bad[pos[ok]] = False
+            kink[pos[ok]] = True
+            by_kink[pos[ok]] = True
+    # entries passed by the kink rule were judged against other numbers: they do not count in
+    # the max errors nor as the worst entry
+    err = np.where(by_kink, 0.0, err)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = err / np.maximum(mag, atol / rtol)
+        ratio = np.where(finite, err / thr, np.inf)
     order = np.argsort(-ratio, kind="stable")[:WORST_SHOWN]
-    worst = [Entry(tuple(int(v) for v in np.unravel_index(numer.index[k], shape)), float(a[k]),
-                   float(n[k]), float(err[k]), float(rel[k])) for k in order if bad[k]]
-    wi = tuple(int(v) for v in np.unravel_index(numer.index[order[0]], shape)) if len(order) else ()
-    note = ""
+    worst = [Entry(_unravel(numer.index[k], shape), float(a[k]), float(n[k]), float(err[k]),
+                   float(rel[k])) for k in order if bad[k]]
+    wi = _unravel(numer.index[order[0]], shape) if len(order) else ()
+    notes = []
     if not np.all(np.isfinite(a)):
-        note = "analytic gradient has NaN/Inf"
-    elif not np.all(np.isfinite(n)):
-        note = "numerical gradient has NaN/Inf (the forward overflows near this point)"
+        k = int(np.flatnonzero(~np.isfinite(a))[0])
+        notes.append(f"analytic gradient has {int((~np.isfinite(a)).sum())} NaN/Inf entries "
+                     f"(first at {list(_unravel(numer.index[k], shape))})")
+    if not np.all(np.isfinite(n)):
+        notes.append(f"the forward gives NaN/Inf near {int((~np.isfinite(n)).sum())} entries "
+                     f"(numerical gradient not finite)")
     return Row(i, type_name, t, f, tuple(shape), len(n), float(np.max(err, initial=0.0)),
-               float(np.max(rel, initial=0.0)), wi, int(bad.sum()), int(kinks.sum()),
-               not bad.any(), worst, note)
+               float(np.max(rel, initial=0.0)), wi, int(bad.sum()), int(kink.sum()),
+               not bad.any(), worst, "; ".join(notes))
+
+
+def _unravel(k, shape) -> tuple[int, ...]:
+    return tuple(int(v) for v in np.unravel_index(int(k), shape))
 
 
 def _agreement(i: int, t: str, pairs: list[tuple[str, np.ndarray]]) -> Agreement:
+    diff, scale = 0.0, 0.0
+    with np.errstate(invalid="ignore"):
+        return _agreement_of(i, t, pairs)
+
+
+def _agreement_of(i: int, t: str, pairs: list[tuple[str, np.ndarray]]) -> Agreement:
     diff, scale = 0.0, 0.0
     for k, (_, g) in enumerate(pairs):
         scale = max(scale, float(np.max(np.abs(g), initial=0.0)))

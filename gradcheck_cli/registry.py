@@ -147,6 +147,16 @@ class Layer:
         """A note for the check row of ``tensor`` in ``form`` (checked entries, flat); "" for none."""
         return ""
 
+    def kink_distance(self, x: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Optional hook: for each entry of ``x``, how far that entry alone must move before this
+        layer's output stops being differentiable in it (ReLU: |x|; max-pool: the gap between the
+        entry and its window's max, or for the max the gap to the runner-up; 0 at a tie).
+
+        None (the default): the layer does not say; the general one-sided rule still catches kinks.
+        The check uses it to count kinks exactly and to keep generated inputs a margin away.
+        """
+        return None
+
     # -- helpers -------------------------------------------------------------------------
     def backward(self, form_name: str, dy: np.ndarray, x: np.ndarray,
                  params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

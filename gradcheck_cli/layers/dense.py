@@ -135,6 +135,9 @@ class ReLU(Elementwise):
     def dsigma(x):
         return (x > 0).astype(x.dtype)
 
+    def kink_distance(self, x, params):
+        return np.abs(x)                                    # the kink is at x = 0
+
     @form("spray", seed="002 eq. (12): dL/dx = x > 0 ? dL/dy : 0, a binary mask computed from x")
     def spray(self, dy, x, params):
         return {"x": np.where(x > 0, dy, np.zeros_like(dy))}
