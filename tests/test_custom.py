@@ -115,6 +115,14 @@ def test_custom_layer_inside_a_network_of_builtin_layers(tmp_path):
     assert {r["form"] for r in rows if r["layer"] == 2} == {"kron", "correlation", "spray"}
 
 
+def test_a_layer_defined_on_part_of_the_line_is_probed_without_error():
+    """Shapes are found on standard-normal draws, where log gives NaN; the real input is > 0."""
+    d = doc("activations.py:Log", [3, 4], before=[{"type": "sigmoid"}])
+    assert check_case(d, base_dir=UL).passed
+    with pytest.raises(UserCodeError, match="forward\\(\\) output holds NaN or Inf"):
+        check_case(doc("activations.py:Log", [3, 4]), base_dir=UL)      # real input < 0 somewhere
+
+
 def test_table_shows_form_custom(tmp_path):
     p = write_case(tmp_path, doc("activations.py:LeakyReLU", [3, 4], {"slope": 0.3}))
     res = CliRunner().invoke(main, ["run", str(p)])

@@ -224,7 +224,8 @@ class Custom(Layer):
             out.append(f"{_shown(exc.filename)}:{exc.lineno}: {(exc.text or '').strip()}")
         return out
 
-    def _array(self, what: str, a: Any, shape: tuple[int, ...] | None, dtype: Any = None) -> np.ndarray:
+    def _array(self, what: str, a: Any, shape: tuple[int, ...] | None, dtype: Any = None,
+               finite: bool = True) -> np.ndarray:
         """Check one array the user returned: an ndarray of real floats at least as precise as
         ``dtype`` (the dtype the user's code was given), of ``shape``, finite."""
         if not isinstance(a, np.ndarray):
@@ -236,7 +237,7 @@ class Custom(Layer):
             self._fail(f"{what} has dtype {a.dtype}, less precise than the case's {dtype}")
         if shape is not None and tuple(a.shape) != tuple(shape):
             self._fail(f"{what} has shape {list(a.shape)}, expected {list(shape)}")
-        if not np.all(np.isfinite(a)):
+        if finite and not np.all(np.isfinite(a)):
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
             self._fail(f"{what} holds NaN or Inf (first at index {list(bad)})")
         return a
@@ -277,9 +278,10 @@ class Custom(Layer):
             if any(not np.array_equal(p[k], p2.get(k)) for k in p):
                 self._fail("init_params gave different values for the same rng seed; draw from the "
                            "`rng` argument (not np.random) so that the case's seed reproduces them")
+            # probe inputs are not the case's: a layer may give NaN on them (log of a negative)
             x = np.random.default_rng(_SHAPE_PROBE_SEED).standard_normal(in_shape)
-            y = self.forward(x, p)
-            if not np.array_equal(y, self.forward(x, p)):
+            y = self._forward(x, p, finite=False)
+            if not np.array_equal(y, self._forward(x, p, finite=False), equal_nan=True):
                 self._fail("forward gave different outputs for the same x and params; the check "
                            "needs a deterministic forward (fix any random draw, e.g. a dropout mask)")
             if self.per_sample:
@@ -294,19 +296,23 @@ class Custom(Layer):
         n = x.shape[0]
         xb = np.concatenate([x, x])
         xb[n] += 0.5
-        yb = self.forward(xb, p)
-        tol = 1e-10 * max(1.0, float(np.max(np.abs(y), initial=0.0)))
-        if (yb.shape != (2 * n, *y.shape[1:]) or not np.allclose(yb[:n], y, rtol=0, atol=tol)
-                or not np.allclose(yb[n + 1:], y[1:], rtol=0, atol=tol)):
+        yb = self._forward(xb, p, finite=False)
+        tol = 1e-10 * max(1.0, float(np.nanmax(np.abs(y), initial=0.0)))
+        if (yb.shape != (2 * n, *y.shape[1:])
+                or not np.allclose(yb[:n], y, rtol=0, atol=tol, equal_nan=True)
+                or not np.allclose(yb[n + 1:], y[1:], rtol=0, atol=tol, equal_nan=True)):
             self._fail("per_sample = True, but the output is not one row per sample that depends "
                        "only on that sample's input (checked by changing one sample of a doubled "
                        "batch); remove per_sample and the check runs its copies one by one")
 
     def forward(self, x, params):
+        return self._forward(x, params)
+
+    def _forward(self, x, params, finite: bool = True) -> np.ndarray:
         user = self.user
         x_, p_ = x.copy(), {k: v.copy() for k, v in params.items()}   # the user may write in place
         y = self._call("forward", lambda: user.forward(x_, p_))
-        return self._array("forward() output", y, None, x.dtype)
+        return self._array("forward() output", y, None, x.dtype, finite)
 
     @form("custom", seed="the user's own backward")
     def custom(self, dy, x, params):

@@ -35,3 +35,19 @@ class Sigmoid:
 class SigmoidDerivOnInput(Sigmoid):
     def backward(self, dy, x, params):
         return {"x": dy * x * (1 - x)}  # bug: sigma' = y (1 - y) evaluated on x instead of y
+
+
+class Log:
+    """y = log x: defined for x > 0 only (here it follows a sigmoid)."""
+
+    per_sample = True
+
+    def init_params(self, input_shape, rng):
+        return {}
+
+    def forward(self, x, params):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.log(x)
+
+    def backward(self, dy, x, params):
+        return {"x": dy / x}
