@@ -33,7 +33,7 @@ from . import kinks
 from .cases import Case
 from .errors import GradcheckError
 from .network import Network
-from .numeric import NOISE_FACTOR, U64, Numerical, central_differences, chunk_size
+from .numeric import NOISE_FACTOR, U64, Numerical
 
 # (rtol, atol) per dtype; docs/readme/verdicts.md says why
 DEFAULT_TOLERANCE = {"float64": (1e-6, 1e-9), "float32": (1e-3, 1e-5)}
@@ -148,25 +148,24 @@ def tolerance(case: Case) -> tuple[float, float]:
 
 
 def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | None = None,
-             progress: Callable[[int, int], None] | None = None) -> CaseResult:
+             progress: Callable[[int, int], None] | None = None, memory_limit: int | None = None,
+             on_estimate: Callable[[Any], None] | None = None) -> CaseResult:
     """Check every layer's x and parameters of ``case`` in every requested form.
 
     ``sample``: check K random entries per tensor instead of all (seeded by the case's seed).
-    ``progress(done, total)`` is called as entries are evaluated.
+    ``progress(done, total)`` is called as entries are evaluated. Before anything big runs,
+    the cost is estimated (cost.py) and passed to ``on_estimate``; when it would not fit in
+    ``memory_limit`` bytes, :class:`cost.MemoryRefused` is raised.
     """
+    from . import cost, numeric
+
     net = Network.build(case)
     resampled, margins = kinks.keep_margin(net)
     rtol, atol = tolerance(case)
     dt = net.dtype
     xs64 = net.forward(np.float64)
-    xs_dt = net.forward(dt)
     wanted = forms or case.forms
     form_names = _forms_in_use(net, wanted)
-    grads = {f: net.backward(f, xs_dt, dt) for f in form_names}
-    single = dt == np.float32
-    grads64, err32 = _float64_side(net, form_names, xs64) if single else ({}, {})
-    L0 = float(net.loss.value(xs64[-1]) + net.reg_value())
-    dist = kinks.distances(net, xs64)
 
     rng = np.random.default_rng([case.seed, 1])
     tensors = net.tensors()
@@ -176,7 +175,20 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
         picks[(i, t)] = (np.sort(rng.choice(size, size=sample, replace=False))
                          if sample and sample < size else np.arange(size))
     total, done = sum(len(p) for p in picks.values()), 0
-    per_copy = 8 * sum(int(np.prod(s)) for s in net.shapes) * 3
+    plans = {key: numeric.plan(net, *key, idx) for key, idx in picks.items()}
+    est = cost.estimate(net, list(plans.values()), len(form_names), memory_limit)
+    if on_estimate:
+        on_estimate(est)
+    if not est.fits:
+        raise cost.MemoryRefused(est.refusal())
+
+    xs_dt = net.forward(dt)
+    grads = {f: net.backward(f, xs_dt, dt) for f in form_names}
+    single = dt == np.float32
+    grads64, err32 = _float64_side(net, form_names, xs64) if single else ({}, {})
+    L0 = float(net.loss.value(xs64[-1]) + net.reg_value())
+    T0 = net.base_terms(xs64)
+    dist = kinks.distances(net, xs64)
 
     rows, agreement, evaluations = [], [], 0
     arrays = _base_arrays(net)
@@ -191,11 +203,8 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
             if progress:
                 progress(done, total)
 
-        def loss_of(V, i=i, t=t):
-            return net.stacked_loss(i, t, V, xs64)
-
-        chunk = chunk_size(per_copy + base.nbytes, len(idx))
-        numer = central_differences(loss_of, base, idx, case.eps, chunk, tick)
+        numer = numeric.differentiate(net, plans[(i, t)], xs64, T0, L0, case.eps, est.budget, tick)
+        chunk = max(1, est.budget // max(1, 2 * cost.copy_bytes(net, i, t)))   # refine: 2 chunk copies a call
         evaluations += numer.evaluations
         struct = (dist[i].reshape(-1)[idx] <= numer.step) if t == "x" and dist[i] is not None else None
         own = [f for f in form_names if f in layer.forms]

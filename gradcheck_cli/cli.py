@@ -4,6 +4,7 @@ Exit codes: 0 every check passed; 1 some gradient disagrees; 2 bad input or usag
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,23 +54,31 @@ def main() -> None:
               help="Check only this form (repeatable). Default: the case's forms, else all.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="Check N cases at once in parallel processes; the output is the same as with 1.")
-def run(paths, fmt, output, junit_xml, save_arrays, sample, forms, jobs) -> None:
+@click.option("--max-memory", metavar="SIZE",
+              help="Refuse a check whose estimated peak memory exceeds SIZE (e.g. 2GiB, 500M). "
+                   "Default: $GRADCHECK_MAX_MEMORY, else 90% of the available memory.")
+def run(paths, fmt, output, junit_xml, save_arrays, sample, forms, jobs, max_memory) -> None:
     """Check the cases in PATHS (files, or folders: every *.yaml inside)."""
+    _one_blas_thread()
     from .cases import discover, load
     from .check import run_case
+    from .cost import memory_limit
     from .report import save_arrays as save
 
     files = discover(list(paths))
     if not files:
         raise click.UsageError(f"no case files (*.yaml) in {', '.join(paths)}")
     cases = [load(f) for f in files]
+    limit = memory_limit(max_memory)
     if jobs > 1 and len(files) > 1:
-        results = _run_parallel(files, jobs, sample, tuple(forms) or None)
+        share = limit // min(jobs, len(files)) if limit else None     # the workers run side by side
+        results = _run_parallel(files, jobs, sample, tuple(forms) or None, share)
     else:
         results = []
         for case in cases:
             with _Progress(case.name) as bar:
-                results.append(run_case(case, sample=sample, forms=tuple(forms) or None, progress=bar.update))
+                results.append(run_case(case, sample=sample, forms=tuple(forms) or None, progress=bar.update,
+                                        memory_limit=limit, on_estimate=bar.estimate))
     _emit(results, fmt, output)
     if junit_xml:
         from .report import junit
@@ -80,24 +89,24 @@ def run(paths, fmt, output, junit_xml, save_arrays, sample, forms, jobs) -> None
     sys.exit(EXIT_OK if all(r.passed for r in results) else EXIT_MISMATCH)
 
 
-def _check_file(path: str, sample, forms):
+def _check_file(path: str, sample, forms, limit=None):
     """One case in a worker process: ("ok", result) or ("error", exit code, message)."""
     from .cases import load
     from .check import run_case
 
     try:
-        return "ok", run_case(load(path), sample=sample, forms=forms)
+        return "ok", run_case(load(path), sample=sample, forms=forms, memory_limit=limit)
     except GradcheckError as exc:   # sent back as text: not every error class can be pickled
         return "error", exc.exit_code, str(exc)
 
 
-def _run_parallel(files, jobs: int, sample, forms) -> list:
+def _run_parallel(files, jobs: int, sample, forms, limit=None) -> list:
     """Check ``files`` in up to ``jobs`` processes; results (and the first error) in file order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(min(jobs, len(files)), mp_context=multiprocessing.get_context(_START)) as pool:
-        futures = [pool.submit(_check_file, str(f), sample, forms) for f in files]
+        futures = [pool.submit(_check_file, str(f), sample, forms, limit) for f in files]
         with _Progress(f"{len(files)} cases") as bar:
             for k, _ in enumerate(as_completed(futures), 1):
                 bar.update(k, len(files))
@@ -110,6 +119,18 @@ def _run_parallel(files, jobs: int, sample, forms) -> list:
                 raise exc
             results.append(out[1])
     return results
+
+
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS")
+
+
+def _one_blas_thread() -> None:
+    """Use one BLAS thread unless the user chose a number: a check's matrix products are small,
+    and a second thread waiting on a busy core costs more than it gives (case L of the
+    benchmark: 2.1-3.2 s with one thread, 3-12 s with two on a loaded 2-core machine).
+    Only effective before numpy is imported, which the CLI defers until here."""
+    if "numpy" not in sys.modules and not any(v in os.environ for v in BLAS_THREAD_VARS):
+        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
 
 def _emit(results, fmt: str, output: str | None) -> None:
@@ -134,7 +155,10 @@ def _emit(results, fmt: str, output: str | None) -> None:
 
 
 class _Progress:
-    """A rich progress bar on stderr, shown only in a terminal and only after about a second."""
+    """A rich progress bar on stderr, shown only in a terminal and only after about a second;
+    before a big check, one line with its estimated cost (also only in a terminal)."""
+
+    BIG = 20_000        # entries from which the estimate is printed
 
     def __init__(self, label: str) -> None:
         self.label, self.bar, self.task, self.start = label, None, None, time.monotonic()
@@ -142,14 +166,19 @@ class _Progress:
     def __enter__(self) -> "_Progress":
         return self
 
+    def estimate(self, est) -> None:
+        if sys.stderr.isatty() and est.fits and est.entries >= self.BIG:
+            click.echo(f"estimate: {est.summary()}", err=True)
+
     def update(self, done: int, total: int) -> None:
         if self.bar is None:
             if not sys.stderr.isatty() or time.monotonic() - self.start < 1.0:
                 return
             from rich.console import Console
-            from rich.progress import Progress
+            from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
-            self.bar = Progress(console=Console(stderr=True), transient=True)
+            self.bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                console=Console(stderr=True), transient=True)
             self.bar.start()
             self.task = self.bar.add_task(f"checking {self.label}", total=total)
         self.bar.update(self.task, completed=done)

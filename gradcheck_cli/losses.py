@@ -29,6 +29,14 @@ class Loss:
     def per_sample(self, y: np.ndarray, t: np.ndarray | None) -> np.ndarray:
         raise NotImplementedError
 
+    #: True when each sample's term is itself a sum over the output entries (l_n = sum_r l_nr);
+    #: then ``terms`` returns the l_nr and the numerical check can read which entries moved.
+    entrywise: ClassVar[bool] = False
+
+    def terms(self, y: np.ndarray, t: np.ndarray | None) -> np.ndarray:
+        """Loss terms that add up to L: (K, N, M). Default: one term per sample (M = 1)."""
+        return self.per_sample(y, t)[..., None]
+
     def grad(self, y: np.ndarray, t: np.ndarray | None) -> np.ndarray:
         """dL/dy of the summed loss, shape of y (N, ...)."""
         raise NotImplementedError
@@ -55,8 +63,13 @@ class Projection(Loss):
     def make_target(self, out_shape, rng):
         return rng.standard_normal(out_shape)
 
+    entrywise = True
+
     def per_sample(self, y, t):
         return _flat(y * t).sum(axis=-1)
+
+    def terms(self, y, t):
+        return _flat(y * t)
 
     def grad(self, y, t):
         return np.broadcast_to(t, y.shape).astype(y.dtype)
@@ -67,8 +80,13 @@ class Sum(Loss):
     name = "sum"
     summary = "L = sum(y)"
 
+    entrywise = True
+
     def per_sample(self, y, t):
         return _flat(y).sum(axis=-1)
+
+    def terms(self, y, t):
+        return _flat(y)
 
     def grad(self, y, t):
         return np.ones_like(y)
@@ -83,8 +101,13 @@ class MSE(Loss):
     def make_target(self, out_shape, rng):
         return rng.standard_normal(out_shape)
 
+    entrywise = True
+
     def per_sample(self, y, t):
         return 0.5 * (_flat(y - t) ** 2).sum(axis=-1)
+
+    def terms(self, y, t):
+        return 0.5 * _flat(y - t) ** 2
 
     def grad(self, y, t):
         return (y - t).astype(y.dtype)
@@ -145,6 +168,10 @@ class BoundLoss:
     def per_sample_stacked(self, y: np.ndarray) -> np.ndarray:
         """Scaled per-sample terms l_n for K copies: (K, N)."""
         return self.loss.per_sample(y, self.target) * self._scale(y.shape[1])
+
+    def terms_stacked(self, y: np.ndarray) -> np.ndarray:
+        """Scaled loss terms for K copies: (K, N, M), summing to L of each copy."""
+        return self.loss.terms(y, self.target) * self._scale(y.shape[1])
 
     def value(self, y: np.ndarray) -> float:
         return float(self.value_stacked(y[None])[0])

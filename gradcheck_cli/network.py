@@ -155,6 +155,50 @@ class Network:
         total = self.loss.value_stacked(h)
         return total + self.reg_value((i, tensor, values) if tensor != "x" else None)
 
+    def stacked_terms(self, i: int, tensor: str, values: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
+        """Loss terms (K, N, M) for K values of layer i's ``tensor``, without the regulariser.
+
+        Like :meth:`stacked_loss`, but returns the terms that add up to L (one per output entry
+        for entrywise losses, one per sample otherwise), so the numerical check can tell which
+        terms a perturbation moved.
+        """
+        K = values.shape[0]
+        if tensor == "x":
+            h = self._run_folded(i, values, K)
+        else:
+            out = self.layers[i].forward_stacked(xs[i], self.params[i], tensor, values)
+            h = self._run_folded(i + 1, out, K)
+        return self.loss.terms_stacked(h)
+
+    def base_terms(self, xs: list[np.ndarray]) -> np.ndarray:
+        """Loss terms (N, M) at the unperturbed point."""
+        return self.loss.terms_stacked(xs[-1][None])[0]
+
+    def per_sample_from(self, i: int) -> bool:
+        """Whether layers i.. all keep samples apart (then samples can share a perturbed copy)."""
+        return all(layer.per_sample for layer in self.layers[i:])
+
+    def structure(self, i: int, tensor: str):
+        """Which loss terms of one sample each entry of layer i's ``tensor`` can change.
+
+        Boolean sparse (terms of one sample, entries of one sample of x | of the parameter), or
+        None for "all of them"; composed from each later layer's ``structure`` (sparsity.py).
+        """
+        from . import sparsity
+
+        S = self.layers[i].structure(self.shapes[i], tensor)
+        for j in range(i + 1, len(self.layers)):
+            if S is None:
+                return None
+            S = sparsity.compose(self.layers[j].structure(self.shapes[j], "x"), S)
+        return S if self.loss.loss.entrywise else None
+
+    def reg_terms(self, i: int, tensor: str, v: np.ndarray) -> np.ndarray | None:
+        """The regulariser's term of each entry value v (l2/2 v^2), or None if ``tensor`` has none."""
+        if not self.case.l2 or tensor not in self.layers[i].regularized:
+            return None
+        return 0.5 * self.case.l2 * v ** 2
+
     def _run_folded(self, start: int, h: np.ndarray, K: int) -> np.ndarray:
         """Run layers start.. on K stacked inputs (K, N, ...); returns (K, N, ...)."""
         rest = list(zip(self.layers[start:], self.params[start:]))

@@ -1,9 +1,21 @@
 """Finite differences, computed in float64 from real forward evaluations.
 
-Central differences, one entry at a time but many entries per forward call:
-``f(values)`` evaluates the scalar loss for K stacked values of one tensor at once, so a chunk
-of K entries costs one vectorised call of 2K copies. Each entry's derivative is
-``(L(v + h e_j) - L(v - h e_j)) / 2h`` with its own two evaluations; nothing is inferred.
+Every checked entry j gets its own central difference ``(L(v + h e_j) - L(v - h e_j)) / 2h``
+from two perturbed forward evaluations; nothing is inferred from the analytic gradient.
+What makes it fast is that one forward evaluation serves many entries:
+
+* ``f(values)`` evaluates K stacked values of a tensor in one vectorised call;
+* L is a sum of loss terms (one per output entry for projection / sum / mse, one per sample
+  for cross_entropy). When entries i and j change disjoint sets of terms (their *regions*,
+  from the layers' ``structure``, see sparsity.py), both are perturbed in the same copy, and
+  ``L(v + h e_j) - L(v)`` is the sum of the moved terms in j's own region — exactly what
+  perturbing j alone gives, because no other perturbed entry reaches those terms. Entries of
+  different samples never share a region (built-in layers are per-sample), so the samples of
+  the batch share copies too. For a k x k convolution this takes C k^2 pairs of copies for x
+  instead of N C H W (Curtis, Powell & Reid colouring).
+* As a guard against a layer whose declared structure is too small, every copy is also checked
+  for terms that moved outside the perturbed regions; if any did, that tensor is redone with
+  one entry per copy.
 
 Step: ``h_j = eps * max(1, |v_j|)`` with ``eps`` = cbrt(machine epsilon of float64) ~ 6.1e-6
 by default, which balances truncation (~h^2) against rounding (~u |L| / h).
@@ -32,6 +44,9 @@ class Numerical:
     plus: np.ndarray           # L(v + h e_j)
     minus: np.ndarray          # L(v - h e_j)
     evaluations: int           # forward evaluations (copies) spent
+    dplus: np.ndarray | None = None    # L(v + h e_j) - L(v), summed over the moved terms only
+    dminus: np.ndarray | None = None   # L(v - h e_j) - L(v)
+    method: str = "per-entry"          # "coloured (C colours)" or "per-entry"
 
 
 def steps(v: np.ndarray, eps: float | None) -> np.ndarray:
@@ -68,3 +83,249 @@ def central_differences(f: Callable[[np.ndarray], np.ndarray], base: np.ndarray,
 def chunk_size(bytes_per_copy: int, n: int, budget: int = DEFAULT_BUDGET) -> int:
     """How many entries to perturb per call so that 2K copies fit in ``budget`` bytes."""
     return int(max(1, min(n, budget // max(1, 2 * bytes_per_copy))))
+
+
+# ------------------------------------------------------------------------------------------
+# coloured central differences
+# ------------------------------------------------------------------------------------------
+VALIDATE = 1e4   # a term outside every perturbed region may move by this many u * |term|
+
+
+@dataclasses.dataclass
+class Plan:
+    """How the checked entries of one tensor are perturbed.
+
+    Entries of one colour share a pair of perturbed copies (+h and -h); ``evaluations`` is
+    the number of forward evaluations (copies of the batch through the layers from i on).
+    ``shared``: the tensor is a layer's input x and samples never mix, so entry (n, e) is
+    perturbed in the copy of its colour together with the other samples' entries.
+    """
+
+    layer: int
+    tensor: str
+    shape: tuple[int, ...]
+    index: np.ndarray          # flat entries to check
+    colour: np.ndarray         # colour of each of them
+    colours: int
+    shared: bool
+    structure: object          # terms x entries of one sample (sparsity.py), or None: all
+    method: str                # "coloured" | "per-entry"
+
+    @property
+    def evaluations(self) -> int:
+        """Copies run: a pair per colour, plus the probes of the structure (coloured only)."""
+        if self.method != "coloured":
+            return 2 * self.colours
+        return 2 * self.colours + len(_probe_positions(len(self.index)))
+
+    @property
+    def per_sample_size(self) -> int:
+        return int(np.prod(self.shape[1:])) if self.shared else int(np.prod(self.shape))
+
+
+def plan(net, i: int, tensor: str, index: np.ndarray) -> Plan:
+    """Colour the entries ``index`` of layer i's ``tensor`` (see the module docstring)."""
+    from .sparsity import colour_columns
+
+    shape = tuple(net.shapes[i]) if tensor == "x" else tuple(net.params[i][tensor].shape)
+    index = np.asarray(index, dtype=np.int64)
+    if not net.per_sample_from(i):
+        return Plan(i, tensor, shape, index, np.arange(len(index)), len(index), False, None, "per-entry")
+    S = net.structure(i, tensor)
+    if tensor != "x":
+        colour, n = colour_columns(S, index)
+        return Plan(i, tensor, shape, index, colour, n, False, S, "coloured")
+    E = int(np.prod(shape[1:]))
+    sample, e = np.divmod(index, E)
+    colour = np.empty(len(index), dtype=np.int64)
+    n_colours, cache = 0, {}
+    starts = np.searchsorted(sample, np.arange(shape[0] + 1))
+    for s in range(shape[0]):
+        part = e[starts[s]:starts[s + 1]]
+        if not len(part):
+            continue
+        key = part.tobytes() if len(part) < E else "all"
+        if key not in cache:
+            cache[key] = colour_columns(S, part)
+        c, n = cache[key]
+        colour[starts[s]:starts[s + 1]] = c
+        n_colours = max(n_colours, n)
+    return Plan(i, tensor, shape, index, colour, n_colours, True, S, "coloured")
+
+
+class StructureViolated(Exception):
+    """A loss term outside every perturbed region moved: the declared structure is too small."""
+
+
+def _uniform(p: Plan) -> np.ndarray | None:
+    """The entries of one sample (x) or of the tensor (parameters) when every sample checks the
+    same ones: then one owner map per colour serves every sample. None otherwise."""
+    if not p.shared:
+        return p.index
+    E = p.per_sample_size
+    N = p.shape[0]
+    if len(p.index) % N:
+        return None
+    e = p.index[: len(p.index) // N]
+    if np.array_equal(p.index, (np.arange(N)[:, None] * E + e[None, :]).reshape(-1)):
+        return e
+    return None
+
+
+def _owners(S, cols: np.ndarray, colour: np.ndarray, colours: int) -> np.ndarray:
+    """owner[c, r] = position in ``cols`` of the entry of colour c whose region holds term r
+    (at most one, by the colouring), or -1."""
+    sub = S[:, cols].tocoo()
+    owner = np.full((colours, S.shape[0]), -1, dtype=np.int64)
+    owner[colour[sub.col], sub.row] = sub.col
+    return owner
+
+
+def coloured_differences(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0: float,
+                         eps: float | None = None, budget: int = DEFAULT_BUDGET,
+                         progress: Callable[[int], None] | None = None) -> Numerical:
+    """Central differences of the entries of ``p`` with ``p.colours`` pairs of copies.
+
+    ``T0``: the loss terms (N, M) at the unperturbed point; ``L0``: the loss there.
+    Raises :class:`StructureViolated` when a copy moved a term outside its perturbed regions.
+    """
+    from .cost import copy_bytes
+
+    i, t = p.layer, p.tensor
+    base = np.asarray(net.value_of(i, t, xs), dtype=np.float64)
+    flat = base.reshape(-1)
+    idx = p.index
+    h = steps(flat[idx], eps)
+    n = len(idx)
+    E = p.per_sample_size
+    N, M = T0.shape
+    ref = np.abs(T0) if p.shared else np.abs(T0).sum(axis=0)
+    thr = VALIDATE * U64 * (ref + ref.mean())       # (N, M) for x, (M,) for parameters
+    rows = N if p.shared else 1                     # copy rows per perturbed copy
+    S = p.structure.tocsc() if p.structure is not None else None
+    cols = _uniform(p) if S is not None else None
+    owner = None
+    if cols is not None and p.colours * M <= 2**25:
+        G = len(cols)
+        owner = _owners(S, cols, p.colour[:G], p.colours)
+        sums = np.zeros((4, rows, G))               # dplus, dminus, |T+|, |T-| per (row, entry)
+    dplus, dminus, absum = np.zeros(n), np.zeros(n), np.zeros(n)
+    probes = _probe(net, p, xs, T0, flat, h, thr if p.shared else np.broadcast_to(thr, T0.shape))
+
+    order = np.argsort(p.colour, kind="stable")
+    bounds = np.searchsorted(p.colour[order], np.arange(p.colours + 1))
+    K = max(1, min(p.colours, budget // max(1, 2 * copy_bytes(net, i, t))))
+    for c0 in range(0, p.colours, K):
+        c1 = min(p.colours, c0 + K)
+        k = c1 - c0
+        sel = order[bounds[c0]:bounds[c1]]
+        j, kl = idx[sel], p.colour[sel] - c0
+        V = np.empty((2 * k, flat.size))
+        V[:] = flat
+        V[kl, j] += h[sel]
+        V[k + kl, j] -= h[sel]
+        T = net.stacked_terms(i, t, V.reshape(2 * k, *base.shape), xs)       # (2k, N, M)
+        del V
+        D = T - T0
+        if not p.shared:
+            D, T = D.sum(axis=1, keepdims=True), np.abs(T).sum(axis=1, keepdims=True)
+        else:
+            T = np.abs(T)
+        # D, T: (2k, rows, M); copy s*k + kl perturbs colour c0 + kl with sign s
+        if owner is not None:
+            own = owner[c0:c1]                                               # (k, M)
+            lab = np.where(own[:, None, :] < 0, rows * G,
+                           np.arange(rows)[None, :, None] * G + own[:, None, :]).reshape(-1)
+            for s in range(2):
+                for q, W in ((s, D), (2 + s, T)):
+                    sums[q] += np.bincount(lab, W[s * k:(s + 1) * k].reshape(-1),
+                                           minlength=rows * G + 1)[:-1].reshape(rows, G)
+            outside = np.broadcast_to(own[:, None, :] < 0, (k, rows, M))
+            moved = np.abs(D.reshape(2, k, rows, M)) > (thr if p.shared else thr[None])
+            if np.any(moved & outside):
+                raise StructureViolated(f"layers[{i}].{t}")
+        elif S is None:     # each entry's region: every term of its sample(s)
+            sample = j // E if p.shared else np.zeros(len(j), dtype=np.int64)
+            rp, rm = kl * rows + sample, (k + kl) * rows + sample
+            D, T = D.reshape(2 * k * rows, M), T.reshape(2 * k * rows, M)
+            dplus[sel], dminus[sel] = D[rp].sum(axis=1), D[rm].sum(axis=1)
+            absum[sel] = T[rp].sum(axis=1) + T[rm].sum(axis=1)
+        else:               # entries differ between samples (--sample): gather each region
+            sample, e = np.divmod(j, E) if p.shared else (np.zeros(len(j), dtype=np.int64), j)
+            rp, rm = kl * rows + sample, (k + kl) * rows + sample
+            D, T = D.reshape(2 * k * rows, M), T.reshape(2 * k * rows, M)
+            counts = S.indptr[e + 1] - S.indptr[e]
+            who = np.repeat(np.arange(len(j)), counts)
+            r = S.indices[np.repeat(S.indptr[e] - np.cumsum(counts) + counts, counts) + np.arange(who.size)]
+            prow, mrow = rp[who], rm[who]
+            m = len(j)
+            dplus[sel] = np.bincount(who, D[prow, r], minlength=m)
+            dminus[sel] = np.bincount(who, D[mrow, r], minlength=m)
+            absum[sel] = np.bincount(who, T[prow, r], minlength=m) + np.bincount(who, T[mrow, r], minlength=m)
+            D[prow, r] = 0.0                             # what remains must not have moved
+            D[mrow, r] = 0.0
+            if np.any(np.abs(D.reshape(2 * k, -1)) > thr.reshape(-1)):
+                raise StructureViolated(f"layers[{i}].{t}")
+        if progress:
+            progress(len(sel))
+    if owner is not None:                           # (row, entry) -> position in idx
+        dplus, dminus = sums[0].reshape(-1), sums[1].reshape(-1)
+        absum = (sums[2] + sums[3]).reshape(-1)
+    reg = net.reg_terms(i, t, flat[idx])
+    if reg is not None:
+        v = flat[idx]
+        up, down = net.reg_terms(i, t, v + h), net.reg_terms(i, t, v - h)
+        dplus, dminus, absum = dplus + (up - reg), dminus + (down - reg), absum + up + down
+    values = (dplus - dminus) / (2 * h)
+    noise = NOISE_FACTOR * U64 * absum / (2 * h)
+    return Numerical(idx, values, noise, h, L0 + dplus, L0 + dminus, 2 * p.colours + probes, dplus, dminus,
+                     f"coloured ({p.colours} colours)")
+
+
+def _probe_positions(n: int) -> np.ndarray:
+    """Positions in the plan's index of the entries probed alone: first, middle, last."""
+    return np.unique(np.array([0, n // 2, n - 1]))[:n] if n else np.zeros(0, dtype=np.int64)
+
+
+def _probe(net, p: Plan, xs, T0: np.ndarray, flat: np.ndarray, h: np.ndarray, thr: np.ndarray) -> int:
+    """Perturb a few entries alone (first, middle, last) and check that no loss term outside
+    each one's declared region moved: a declared structure that is too small is caught even
+    when one colour's regions cover every term. Returns the forward evaluations spent."""
+    at = _probe_positions(len(p.index))
+    k = len(at)
+    j = p.index[at]
+    V = np.empty((k, flat.size))
+    V[:] = flat
+    V[np.arange(k), j] += h[at]
+    D = net.stacked_terms(p.layer, p.tensor, V.reshape(k, *net.value_of(p.layer, p.tensor, xs).shape), xs) - T0
+    inside = np.zeros(D.shape, dtype=bool)                # (k, N, M)
+    E = p.per_sample_size
+    S = p.structure.tocsc() if p.structure is not None else None
+    for q in range(k):
+        sample, e = divmod(int(j[q]), E) if p.shared else (slice(None), int(j[q]))
+        if S is None:
+            inside[q, sample] = True
+        else:
+            inside[q, sample, S.indices[S.indptr[e]:S.indptr[e + 1]]] = True
+    if np.any((np.abs(D) > thr) & ~inside):
+        raise StructureViolated(f"layers[{p.layer}].{p.tensor}")
+    return k
+
+
+def differentiate(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0: float,
+                  eps: float | None = None, budget: int = DEFAULT_BUDGET,
+                  progress: Callable[[int], None] | None = None) -> Numerical:
+    """Numerical derivatives of the entries of plan ``p``: coloured when the plan allows it,
+    else (or when the declared structure proves too small) one entry per copy."""
+    if p.method == "coloured":
+        try:
+            return coloured_differences(net, p, xs, T0, L0, eps, budget, progress)
+        except StructureViolated:
+            pass
+    from .cost import copy_bytes
+
+    i, t = p.layer, p.tensor
+    base = net.value_of(i, t, xs)
+    size = 2 * copy_bytes(net, i, t)
+    return central_differences(lambda V: net.stacked_loss(i, t, V, xs), base, p.index, eps,
+                               max(1, budget // max(1, size)), progress)

@@ -157,6 +157,21 @@ class Layer:
         """
         return None
 
+    def structure(self, in_shape: tuple[int, ...], name: str):
+        """Which outputs of one sample each entry of ``name`` ("x" or a parameter) can change.
+
+        A boolean scipy.sparse matrix (entries of one output sample, entries of one input
+        sample for "x" | entries of the parameter), true at [r, j] when entry j can change
+        output r; it may over-approximate, never under. ``None`` (the default) means "every
+        output of the sample". The numerical check uses it to perturb entries whose outputs do
+        not overlap in one forward evaluation (see ``sparsity.py``).
+        """
+        return None
+
+    def workspace(self, in_shape: tuple[int, ...]) -> int:
+        """Bytes of scratch memory one forward pass on ``in_shape`` needs besides its output."""
+        return 0
+
     # -- helpers -------------------------------------------------------------------------
     def backward(self, form_name: str, dy: np.ndarray, x: np.ndarray,
                  params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .. import sparsity
 from ..registry import Layer, Option, form, need, register
 from ..vec import mat, vec
 
@@ -53,6 +54,14 @@ class Linear(Layer):
     def forward(self, x, params):
         y = _rows(x) @ params["W"]
         return y + params["b"] if self.bias else y
+
+    def structure(self, in_shape, name):
+        # every output reads every input: x is dense; W[d, c] and b[c] reach output c only
+        d, C = int(np.prod(in_shape[1:])), self.out_features
+        if name == "W":
+            col = np.arange(d * C)
+            return sparsity.from_pairs(col % C, col, (C, d * C))
+        return sparsity.identity(C) if name == "b" else None
 
     def forward_stacked(self, x, params, name, values):
         X = _rows(x)
@@ -112,6 +121,9 @@ class Elementwise(Layer):
 
     def forward(self, x, params):
         return self.sigma(x)
+
+    def structure(self, in_shape, name):
+        return sparsity.identity(int(np.prod(in_shape[1:])))
 
     @form("kron", seed="001 Calc. of dξ/dS III-VI: d vec(σ(S)) / d vec(S)^T is the diagonal matrix diag(vec(σ'(S)))")
     def kron(self, dy, x, params):
@@ -189,6 +201,9 @@ class Add(Layer):
     def forward(self, x, params):
         return x + params["w"]
 
+    def structure(self, in_shape, name):
+        return sparsity.identity(int(np.prod(in_shape[1:])))
+
     def forward_stacked(self, x, params, name, values):
         return x[None] + values[:, None]
 
@@ -226,6 +241,9 @@ class Flatten(Layer):
 
     def forward(self, x, params):
         return x.reshape(x.shape[0], -1)
+
+    def structure(self, in_shape, name):
+        return sparsity.identity(int(np.prod(in_shape[1:])))   # row-major: entry j stays j
 
     @form("kron", seed="001: vec(Y) = P vec(X) with P a permutation matrix (row-major flatten in column-major vec)")
     def kron(self, dy, x, params):

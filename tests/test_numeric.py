@@ -1,0 +1,246 @@
+"""Coloured central differences against a plain per-entry loop, colourings, structures,
+the fallback for a wrong structure, and a wrong entry found at its index in a large layer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gradcheck_cli import numeric, sparsity
+from gradcheck_cli.check import run_case
+from gradcheck_cli.layers.conv import Conv2d, conv2d_forward
+from gradcheck_cli.layers.dense import Linear
+from gradcheck_cli.network import Network
+from gradcheck_cli.registry import Layer, form
+
+EPS = float(np.finfo(np.float64).eps) ** (1 / 3)
+
+
+def plain_loop(net: Network, i: int, t: str, index) -> np.ndarray:
+    """The oracle: perturb one entry, run every layer from i to the loss, twice per entry."""
+    xs = net.forward()
+    out = []
+    for j in index:
+        vals = []
+        for sign in (1, -1):
+            x = xs[i].copy()
+            params = [dict(p) for p in net.params]
+            v = x if t == "x" else params[i][t].copy()
+            h = EPS * max(1.0, abs(v.flat[j]))
+            v.flat[j] += sign * h
+            if t != "x":
+                params[i][t] = v
+            for layer, p in zip(net.layers[i:], params[i:]):
+                x = layer.forward(x, p)
+            reg = 0.0
+            if net.case.l2:
+                reg = 0.5 * net.case.l2 * sum(float(np.sum(p[n] ** 2)) for layer, p in zip(net.layers, params)
+                                              for n in layer.regularized if n in p)
+            vals.append(net.loss.value(x) + reg)
+        out.append((vals[0] - vals[1]) / (2 * h))
+    return np.array(out)
+
+
+def numerical(net: Network, i: int, t: str, index=None, budget=numeric.DEFAULT_BUDGET):
+    xs = net.forward()
+    size = net.value_of(i, t, xs).size
+    index = np.arange(size) if index is None else np.asarray(index)
+    p = numeric.plan(net, i, t, index)
+    T0 = net.base_terms(xs)
+    L0 = float(net.loss.value(xs[-1]) + net.reg_value())
+    return p, numeric.differentiate(net, p, xs, T0, L0, None, budget)
+
+
+NETS = {
+    "conv-relu-linear-ce": dict(
+        input=[3, 2, 7, 6],
+        layers=[{"type": "conv2d", "out_channels": 3, "kernel": 3, "padding": 1},
+                {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "out_features": 4}],
+        loss="cross_entropy"),
+    "conv-stride-tanh-mse": dict(
+        input=[2, 3, 9, 8],
+        layers=[{"type": "conv2d", "out_channels": 2, "kernel": [3, 2], "stride": 2, "padding": 1},
+                {"type": "tanh"}, {"type": "conv2d", "out_channels": 2, "kernel": 2}],
+        loss={"type": "mse", "reduction": "mean"}),
+    "linear-sigmoid-l2": dict(
+        input=[5, 6], layers=[{"type": "linear", "out_features": 4}, {"type": "sigmoid"},
+                              {"type": "add"}],
+        loss="projection", regularization={"l2": 0.1}),
+    "conv1d-corr1d-sum": dict(
+        input=[2, 2, 11],
+        layers=[{"type": "conv1d", "out_channels": 1, "kernel": 3, "padding": 1},
+                {"type": "flatten"}, {"type": "correlation1d", "kernel": 4}],
+        loss="sum"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_coloured_differences_equal_a_plain_loop(make_case, name):
+    net = Network.build(make_case(name=name, seed=3, **NETS[name]))
+    for i, t in net.tensors():
+        p, numer = numerical(net, i, t)
+        want = plain_loop(net, i, t, p.index)
+        assert numer.method.startswith("coloured"), (i, t)
+        np.testing.assert_allclose(numer.values, want, rtol=1e-6, atol=1e-8, err_msg=f"{name} {i} {t}")
+        assert numer.evaluations == p.evaluations <= 2 * p.colours + 3
+        assert np.all(numer.noise >= 0) and np.all(numer.noise < 1e-6)
+
+
+def test_small_chunks_give_the_same_values(make_case):
+    net = Network.build(make_case(name="c", seed=1, **NETS["conv-relu-linear-ce"]))
+    _, whole = numerical(net, 0, "x")
+    _, chunked = numerical(net, 0, "x", budget=1)
+    np.testing.assert_array_equal(whole.values, chunked.values)
+
+
+def test_sampled_entries_use_the_colouring_and_match_the_loop(make_case):
+    net = Network.build(make_case(name="c", seed=2, **NETS["conv-stride-tanh-mse"]))
+    pick = np.sort(np.random.default_rng(0).choice(2 * 3 * 9 * 8, size=40, replace=False))
+    p, numer = numerical(net, 0, "x", pick)
+    assert p.colours < 40
+    np.testing.assert_allclose(numer.values, plain_loop(net, 0, "x", pick), rtol=1e-6, atol=1e-8)
+
+
+def test_conv_colours_are_channels_times_kernel(make_case):
+    net = Network.build(make_case(name="c", input=[4, 5, 12, 12], loss="projection",
+                                  layers=[{"type": "conv2d", "out_channels": 6, "kernel": 3, "padding": 1}]))
+    xs = net.forward()
+    counts = {t: numeric.plan(net, 0, t, np.arange(net.value_of(0, t, xs).size)).colours for t in ("x", "W", "b")}
+    assert counts == {"x": 5 * 9, "W": 5 * 9, "b": 1}
+
+
+def test_linear_colours(make_case):
+    net = Network.build(make_case(name="c", input=[3, 7], loss="mse",
+                                  layers=[{"type": "linear", "out_features": 5}]))
+    plans = {t: numeric.plan(net, 0, t, np.arange(n)) for t, n in (("x", 21), ("W", 35), ("b", 5))}
+    assert plans["x"].colours == 7            # every output reads every input of its sample
+    assert plans["W"].colours == 7            # W[d, c] reaches output c only
+    assert plans["b"].colours == 1
+
+
+def _brute_structure(f, shape, out_size):
+    """Which outputs move when one entry moves, by perturbing each entry (plain loop)."""
+    base = np.random.default_rng(5).standard_normal(shape)
+    y0 = f(base).reshape(-1)
+    rows, cols = [], []
+    for j in range(base.size):
+        v = base.copy()
+        v.flat[j] += 1.0
+        moved = np.flatnonzero(f(v).reshape(-1) != y0)
+        rows += list(moved)
+        cols += [j] * len(moved)
+    S = np.zeros((out_size, base.size), dtype=bool)
+    S[rows, cols] = True
+    return S
+
+
+@pytest.mark.parametrize("opts", [dict(kernel=3, padding=1), dict(kernel=[2, 3], stride=[2, 1], padding=[1, 0]),
+                                  dict(kernel=3, stride=2, padding=0)])
+def test_conv_structure_is_exact(opts):
+    layer = Conv2d(out_channels=2, **{"stride": 1, "padding": 0, "bias": True, **opts})
+    in_shape = (1, 3, 7, 6)
+    out_shape = layer.output_shape(in_shape)
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal(layer.param_shapes(in_shape)["W"])
+    b = rng.standard_normal(2)
+    x0 = rng.standard_normal(in_shape)
+    n_out = int(np.prod(out_shape[1:]))
+    fx = lambda x: conv2d_forward(x, W, b, layer.s, layer.p)
+    fW = lambda w: conv2d_forward(x0, w, b, layer.s, layer.p)
+    fb = lambda bb: conv2d_forward(x0, W, bb, layer.s, layer.p)
+    for name, f, shape in (("x", fx, in_shape), ("W", fW, W.shape), ("b", fb, b.shape)):
+        want = _brute_structure(f, shape, n_out)
+        got = layer.structure(in_shape, name).toarray()
+        np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_colouring_is_proper_and_greedy():
+    rng = np.random.default_rng(0)
+    S = (rng.random((40, 60)) < 0.08)
+    colour, n = sparsity.colour_columns(sparsity.from_pairs(*np.nonzero(S), S.shape))
+    for c in range(n):
+        members = S[:, colour == c]
+        assert members.sum(axis=1).max(initial=0) <= 1      # no row shared within a colour
+    degree = max(int(((S[:, [j]] & S).any(axis=0)).sum()) - 1 for j in range(60))
+    assert n <= degree + 1                                  # first fit never needs more
+    assert sparsity.colour_columns(None, np.arange(7)) == (pytest.approx(np.arange(7)), 7)
+
+
+class Mixer(Layer):
+    """y = x + 0.5 * roll(x) within each sample, but declaring the identity structure (wrong)."""
+
+    na = {"kron": "test layer", "spray": "test layer"}
+
+    def forward(self, x, params):
+        return x + 0.5 * np.roll(x, 1, axis=1)
+
+    def structure(self, in_shape, name):
+        return sparsity.identity(int(np.prod(in_shape[1:])))
+
+    @form("correlation", seed="test")
+    def correlation(self, dy, x, params):
+        return {"x": dy + 0.5 * np.roll(dy, -1, axis=1)}
+
+
+def test_a_structure_too_small_is_caught_and_redone_per_entry(make_case, temp_layer):
+    temp_layer("test-mixer", Mixer)
+    net = Network.build(make_case(name="m", input=[3, 6], layers=[{"type": "test-mixer"}], loss="projection"))
+    p, numer = numerical(net, 0, "x")
+    assert p.colours == 1 and numer.method == "per-entry"
+    np.testing.assert_allclose(numer.values, plain_loop(net, 0, "x", p.index), rtol=1e-7)
+
+
+class BatchCentre(Layer):
+    """y = x - mean over the batch: samples mix, so the check may not share copies."""
+
+    per_sample = False
+    na = {"kron": "test layer", "spray": "test layer"}
+
+    def forward(self, x, params):
+        return x - x.mean(axis=0, keepdims=True)
+
+    @form("correlation", seed="test")
+    def correlation(self, dy, x, params):
+        return {"x": dy - dy.mean(axis=0, keepdims=True)}
+
+
+def test_layers_that_mix_samples_are_checked_per_entry(make_case, temp_layer):
+    temp_layer("test-centre", BatchCentre)
+    net = Network.build(make_case(name="b", input=[4, 3], loss="mse",
+                                  layers=[{"type": "linear", "out_features": 3}, {"type": "test-centre"}]))
+    for i, t in net.tensors():
+        p, numer = numerical(net, i, t)
+        assert p.method == "per-entry"
+        np.testing.assert_allclose(numer.values, plain_loop(net, i, t, p.index), rtol=1e-7, atol=1e-9)
+
+
+class WrongConv(Conv2d):
+    """Conv2d whose correlation-form dL/dx is off by 1e-4 at one entry."""
+
+    AT = (1, 2, 9, 4)
+
+    @form("correlation", seed="test: a deliberately wrong entry")
+    def correlation(self, dy, x, params):
+        g = super().correlation(dy, x, params)
+        g["x"] = g["x"].copy()
+        g["x"][self.AT] += 1e-4
+        return g
+
+
+def test_a_wrong_entry_in_a_large_layer_is_reported_at_its_index(make_case, temp_layer):
+    temp_layer("test-wrong-conv", WrongConv)
+    case = make_case(name="wrong", input=[2, 8, 24, 24], loss="projection", forms=["correlation"],
+                     layers=[{"type": "test-wrong-conv", "out_channels": 8, "kernel": 3, "padding": 1}])
+    res = run_case(case)
+    rows = {r.tensor: r for r in res.rows}
+    assert rows["x"].checked == 2 * 8 * 24 * 24
+    assert rows["x"].failed == 1 and rows["x"].worst_index == WrongConv.AT
+    assert rows["W"].passed and rows["b"].passed
+    assert res.evaluations == 2 * (8 * 9 + 8 * 9 + 1) + 3 + 3 + 3   # pairs per colour + probes
+
+
+def test_linear_with_wrong_structure_claims_is_not_needed_for_correct_values(make_case):
+    """Every built-in layer's structure is exercised above; Linear's W structure by columns."""
+    layer = Linear(out_features=3, bias=True)
+    S = layer.structure((2, 4), "W").toarray()
+    assert S.shape == (3, 12)
+    assert all(S[j % 3, j] and S[:, j].sum() == 1 for j in range(12))
