@@ -345,3 +345,100 @@ def test_nan_never_passes_even_with_huge_tolerance(make_case, temp_layer):
     temp_layer("nan_grad", NaNGrad)
     res = run_case(make_case(input=[3, 4], layers=[{"type": "nan_grad"}], tolerance={"rtol": 1e6, "atol": 1e6}))
     assert not res.passed and all(r.failed == 2 for r in res.rows)
+
+
+# ------------------------------------------------------------------------------------------
+# max-pool ties and the kink cases shipped in cases/
+# ------------------------------------------------------------------------------------------
+from pathlib import Path  # noqa: E402
+
+from gradcheck_cli.cases import load  # noqa: E402
+from gradcheck_cli.layers.pool import MaxPool2d  # noqa: E402
+
+CASES = Path(__file__).resolve().parents[1] / "cases"
+
+
+def _tied_first(x, k):
+    """(N, C, Ho, Wo) mask of windows whose max is tied, and the first argmax: plain loops."""
+    N, C, H, W = x.shape
+    Ho, Wo = H // k, W // k
+    tied = np.zeros((N, C, Ho, Wo), bool)
+    first = np.zeros((N, C, Ho, Wo, 2), int)
+    for n in range(N):
+        for c in range(C):
+            for p in range(Ho):
+                for q in range(Wo):
+                    win = x[n, c, p * k:(p + 1) * k, q * k:(q + 1) * k]
+                    hits = [(r, s) for r in range(k) for s in range(k) if win[r, s] == win.max()]
+                    tied[n, c, p, q] = len(hits) > 1
+                    first[n, c, p, q] = (p * k + hits[0][0], q * k + hits[0][1])
+    return tied, first
+
+
+class TieDoublingPool(MaxPool2d):
+    """Routes 2 dy to the first maximum of a tied window (outside [0, dy]): wrong only at ties."""
+
+    def _double(self, g, dy, x):
+        tied, first = _tied_first(x, self.k[0])
+        dx = g["x"].copy()
+        for n, c, p, q in np.argwhere(tied):
+            r, s = first[n, c, p, q]
+            dx[n, c, r, s] += dy[n, c, p, q]
+        return {"x": dx}
+
+    @form("kron", seed="test")
+    def kron(self, dy, x, params):
+        return self._double(super().kron(dy, x, params), dy, x)
+
+    @form("spray", seed="test")
+    def spray(self, dy, x, params):
+        return self._double(super().spray(dy, x, params), dy, x)
+
+
+def test_tied_maxpool_windows_pass_with_kinks_counted():
+    res = run_case(load(CASES / "maxpool-ties.yaml"))
+    assert res.passed
+    x = np.load(CASES / "data" / "pool-ties-x.npy")
+    tied, _ = _tied_first(x, 2)
+    assert tied.sum() >= 5
+    # every entry holding a tied maximum of a window whose dy is nonzero is a kink; dy is the
+    # gradient at the pool's output (layer 1's x, itself checked and passing in this run)
+    dy = res.arrays["layer1.x.kron.analytic"]
+    assert all(r.passed for r in rows_of(res, layer=1, tensor="x"))
+    win = x.reshape(2, 2, 3, 2, 3, 2).transpose(0, 1, 2, 4, 3, 5).reshape(2, 2, 3, 3, 4)
+    on_tie = (win == win.max(-1, keepdims=True)).sum(-1) * tied * (dy != 0)
+    assert 5 <= on_tie.sum() < (win == win.max(-1, keepdims=True)).sum()
+    for r in rows_of(res, layer=0):
+        assert r.kinks == on_tie.sum() and r.failed == 0
+
+
+def test_wrong_gradient_at_ties_fails_at_exactly_the_tied_windows(tmp_path, make_case, temp_layer):
+    temp_layer("tie_doubling_pool", TieDoublingPool)
+    x = np.load(CASES / "data" / "pool-ties-x.npy")
+    np.save(tmp_path / "x.npy", x)
+    res = run_case(make_case(input={"data": "x.npy"}, loss="projection",
+                             layers=[{"type": "tie_doubling_pool", "size": 2}]))
+    tied, first = _tied_first(x, 2)
+    expected = {tuple([n, c, *first[n, c, p, q]]) for n, c, p, q in np.argwhere(tied)}
+    for r in res.rows:
+        assert not r.passed and r.failed == len(expected)
+        assert {e.index for e in r.worst} <= expected and r.worst_index in expected
+
+
+def test_structural_maxpool_ties_after_relu_pass():
+    res = run_case(load(CASES / "relu-pool-generated.yaml"))
+    assert res.passed
+    assert all(r.kinks > 0 for r in rows_of(res, type="maxpool2d"))
+    assert res.resampled >= 0 and any(k.at_kink > 0 for k in res.kink_layers)
+
+
+def test_relu_at_zero_case_counts_every_zero():
+    res = run_case(load(CASES / "relu-at-zero.yaml"))
+    x = np.load(CASES / "data" / "relu-zero-x.npy")
+    assert res.passed
+    assert all(r.kinks == int((x == 0).sum()) for r in rows_of(res, layer=0))
+
+
+def test_float32_conv_case_passes():
+    res = run_case(load(CASES / "conv-float32.yaml"))
+    assert res.passed and res.dtype == "float32" and (res.rtol, res.atol) == DEFAULT_TOLERANCE["float32"]
