@@ -208,6 +208,37 @@ def validate(paths) -> None:
     sys.exit(EXIT_BAD_INPUT if bad else EXIT_OK)
 
 
+@main.command()
+@click.argument("case", type=click.Path())
+@click.option("--eps", "eps", multiple=True, type=click.FloatRange(min=0, min_open=True),
+              help="A step to try (repeatable). Default: 1e-2, 1e-3, ..., 1e-10.")
+@click.option("--sample", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Entries per tensor (seeded).")
+@click.option("--form", type=click.Choice(["kron", "correlation", "spray", "custom"]),
+              help="Form whose analytic gradient is compared. Default: correlation, else the first.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw error vs eps to FILE (.png, .pdf, .svg).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def sweep(case, eps, sample, form, plot_file, fmt) -> None:
+    """Error versus step size for each tensor of CASE: tells truncation from rounding error."""
+    import json
+
+    from .cases import load
+    from .check import tolerance
+    from .sweep import plot, render, sweep as run_sweep
+
+    c = load(case)
+    result = run_sweep(c, tuple(eps) or None, sample, form)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        from .report import table
+
+        render(result, table.console(), floor=tolerance(c)[0])
+    if plot_file:
+        plot(result, plot_file)
+        click.echo(f"plot: {plot_file}", err=True)
+
+
 @main.command(name="list")
 def list_layers() -> None:
     """List the layers and, for each, its gradient forms (n/a with the reason)."""

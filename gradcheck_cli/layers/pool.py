@@ -154,6 +154,21 @@ class MaxPool2d(_Pool):
     def forward(self, x, params):
         return maxpool2d_forward(x, self.k, self.s)
 
+    def kink_distance(self, x, params):
+        """How far each entry must move to change a window's argmax: the max's gap to the
+        runner-up, any other entry's gap to the max (0 on a tie); the least over its windows."""
+        out = np.full(x.shape, np.inf)
+        win = np.stack([v for _, _, v in _taps(x, self.k, self.s)], axis=-1)   # row-major offsets
+        if win.shape[-1] == 1:
+            return out                                      # a 1x1 window has no kink
+        top = win.max(axis=-1, keepdims=True)
+        d = top - win
+        second = np.partition(win, -2, axis=-1)[..., -2:-1]
+        np.put_along_axis(d, np.argmax(win, axis=-1)[..., None], top - second, axis=-1)
+        for k, (_, _, view) in enumerate(_taps(out, self.k, self.s)):
+            np.minimum(view, d[..., k], out=view)
+        return out
+
     @form("kron", seed="001 eq. (7): dL/dvec(σ(S))^T = dL/dvec(Z^{m+1})^T P_pool, one 1 per row at the window's argmax")
     def kron(self, dy, x, params):
         return self._kron_dx(dy, x, None)
