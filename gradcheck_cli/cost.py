@@ -76,6 +76,12 @@ def human(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+def numeric_owner_max() -> int:
+    from .numeric import OWNER_MAX
+
+    return OWNER_MAX
+
+
 def _size(shape) -> int:
     return int(np.prod(shape))
 
@@ -136,6 +142,8 @@ def estimate(net, plans, n_forms: int, limit: int | None) -> Estimate:
     structure = max((p.structure.nnz for p in plans if p.structure is not None), default=0)
     base += 40 * structure              # int64 pairs while building, csr + csc copies
     base += 8 * 3 * max((len(p.index) for p in plans), default=0)   # per-entry results
+    terms = _size(shapes[-1]) // max(1, shapes[0][0]) if net.loss.loss.entrywise else 1
+    base += 8 * min(max((p.colours for p in plans), default=0) * terms, numeric_owner_max())
     copies = [2 * copy_bytes(net, p.layer, p.tensor) for p in plans]
     smallest = max(copies, default=0)
     budget = CHUNK_BUDGET if limit is None else int(min(CHUNK_BUDGET, max(smallest, limit - base)))

@@ -89,6 +89,7 @@ def chunk_size(bytes_per_copy: int, n: int, budget: int = DEFAULT_BUDGET) -> int
 # coloured central differences
 # ------------------------------------------------------------------------------------------
 VALIDATE = 1e4   # a term outside every perturbed region may move by this many u * |term|
+OWNER_MAX = 2**22  # entries of the owner map (colours x terms); larger plans gather instead
 
 
 @dataclasses.dataclass
@@ -205,7 +206,7 @@ def coloured_differences(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0:
     S = p.structure.tocsc() if p.structure is not None else None
     cols = _uniform(p) if S is not None else None
     owner = None
-    if cols is not None and p.colours * M <= 2**25:
+    if cols is not None and p.colours * M <= OWNER_MAX:
         G = len(cols)
         owner = _owners(S, cols, p.colour[:G], p.colours)
         sums = np.zeros((4, rows, G))               # dplus, dminus, |T+|, |T-| per (row, entry)

@@ -149,3 +149,53 @@ def test_run_does_not_import_scipy_signal():
                           f"r = CliRunner().invoke(main, ['run', r'{ROOT / 'benchmarks' / 'conv-M.yaml'}', '--sample', '3'])\n"
                           "assert r.exit_code == 0, r.output")
     assert "numpy" in mods and "scipy.signal" not in mods and "torch" not in mods
+
+
+class _Tty:
+    """A stand-in for a terminal's stderr."""
+
+    def __init__(self):
+        self.text = []
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        self.text.append(s.decode() if isinstance(s, bytes) else s)
+        return len(s)
+
+    def flush(self):
+        pass
+
+
+def test_progress_bar_in_a_terminal_after_a_second_only(monkeypatch):
+    from gradcheck_cli import cli
+
+    monkeypatch.setattr(sys, "stderr", _Tty())
+    quick = cli._Progress("c")
+    quick.update(5, 10)
+    assert quick.bar is None                              # under a second: nothing
+    slow = cli._Progress("c")
+    slow.start -= 2.0
+    slow.update(5, 10)
+    assert slow.bar is not None and slow.bar.tasks[0].completed == 5
+    slow.__exit__(None, None, None)
+    monkeypatch.setattr(sys, "stderr", type("Pipe", (_Tty,), {"isatty": lambda self: False})())
+    piped = cli._Progress("c")
+    piped.start -= 2.0
+    piped.update(5, 10)
+    assert piped.bar is None
+
+
+def test_estimate_line_for_a_big_check_in_a_terminal(monkeypatch, make_case):
+    from gradcheck_cli import cli
+
+    tty = _Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    est = _estimate(make_case, **{**CONV, "input": [16, 4, 20, 20]})
+    assert est.entries >= cli._Progress.BIG
+    cli._Progress("c").estimate(est)
+    assert "".join(tty.text).startswith("estimate: c: ")
+    tty.text.clear()
+    cli._Progress("c").estimate(_estimate(make_case, **CONV))   # small: silent
+    assert tty.text == []

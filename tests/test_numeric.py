@@ -65,6 +65,11 @@ NETS = {
         input=[5, 6], layers=[{"type": "linear", "out_features": 4}, {"type": "sigmoid"},
                               {"type": "add"}],
         loss="projection", regularization={"l2": 0.1}),
+    "conv-pools-tanh-ce": dict(
+        input=[2, 2, 9, 8],
+        layers=[{"type": "conv2d", "out_channels": 3, "kernel": 2}, {"type": "maxpool2d", "size": 2},
+                {"type": "tanh"}, {"type": "avgpool2d", "size": [2, 1], "stride": 1}],
+        loss="cross_entropy"),
     "conv1d-corr1d-sum": dict(
         input=[2, 2, 11],
         layers=[{"type": "conv1d", "out_channels": 1, "kernel": 3, "padding": 1},
@@ -244,3 +249,18 @@ def test_linear_with_wrong_structure_claims_is_not_needed_for_correct_values(mak
     S = layer.structure((2, 4), "W").toarray()
     assert S.shape == (3, 12)
     assert all(S[j % 3, j] and S[:, j].sum() == 1 for j in range(12))
+
+
+@pytest.mark.parametrize("cls, opts", [("maxpool2d", dict(size=2)), ("avgpool2d", dict(size=[3, 2], stride=[2, 1])),
+                                       ("avgpool2d", dict(size=2, stride=1))])
+def test_pool_structure_covers_what_moves(cls, opts):
+    from gradcheck_cli.registry import get
+
+    layer = get(cls).cls(**{"stride": None, **opts})
+    in_shape = (1, 2, 7, 6)
+    n_out = int(np.prod(layer.output_shape(in_shape)[1:]))
+    want = _brute_structure(lambda x: layer.forward(x, {}), in_shape, n_out)
+    got = layer.structure(in_shape, "x").toarray()
+    assert not np.any(want & ~got)                      # never under
+    if cls == "avgpool2d":
+        np.testing.assert_array_equal(got, want)        # exact for a linear pool

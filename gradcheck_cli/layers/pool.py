@@ -114,6 +114,19 @@ class _Pool(Layer):
         need(H >= kh and W >= kw, "size", f"window {[kh, kw]} is larger than the input {[H, W]}")
         return (N, C, (H - kh) // sh + 1, (W - kw) // sw + 1)
 
+    def structure(self, in_shape, name):
+        """x[c, h, w] reaches y[c, p, q] of the windows that contain (h, w): each channel on its
+        own (for the numerical check's colouring, see sparsity.py)."""
+        from .. import sparsity
+        from .conv import conv2d_structure
+
+        _, C, H, W = in_shape
+        one = conv2d_structure((1, H, W), 1, self.k, self.s, (0, 0), "x").tocoo()
+        n_out = one.shape[0]
+        c = np.arange(C)[:, None]
+        return sparsity.from_pairs(one.row[None] + c * n_out, one.col[None] + c * H * W,
+                                   (C * n_out, C * H * W))
+
     def _P_pool(self, x: np.ndarray, weights: np.ndarray | None) -> sp.csr_matrix:
         """P_pool for the whole batch: vec(Z^{m+1}) = P_pool vec(Z^m) (seed 001 eq. (7)).
 
