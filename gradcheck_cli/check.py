@@ -31,7 +31,7 @@ import numpy as np
 
 from . import kinks
 from .cases import Case
-from .errors import GradcheckError
+from .errors import CaseError, GradcheckError
 from .network import Network
 from .numeric import NOISE_FACTOR, U64, Numerical
 
@@ -159,6 +159,7 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
     """
     from . import cost, numeric
 
+    _preflight(case, memory_limit)
     net = Network.build(case)
     resampled, margins = kinks.keep_margin(net)
     rtol, atol = tolerance(case)
@@ -236,6 +237,27 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
             agreement.append(_agreement(i, t, [(f, grads[f][i][t]) for f in own]))
     return CaseResult(case.name, case.file, case.seed, case.dtype, rtol, atol, rows, agreement,
                       evaluations, sample, arrays, kinks.report(net, xs64, margins), resampled)
+
+
+def _preflight(case: Case, limit: int | None) -> None:
+    """Refuse, from the shapes alone and before any array exists, a case whose network cannot
+    even be built: float64 input, parameters and activations, held twice (the draws and the
+    forward), over ``limit`` bytes. The full estimate (cost.py) follows once it is built."""
+    if limit is None:
+        return
+    from .cases import check_shapes
+    from .cost import ENV, human
+    from .network import make_layer
+
+    shapes = check_shapes(case)
+    params = sum(int(np.prod(s)) for cfg, shape in zip(case.layers, shapes)
+                 for s in make_layer(cfg, case.file).param_shapes(shape).values())
+    need = 2 * 8 * (sum(int(np.prod(s)) for s in shapes) + params)
+    if need > limit:
+        raise CaseError(case.file, "input",
+                        f"the network alone needs about {human(need)} (input {list(case.input_shape)}, "
+                        f"{params:,} parameters), over the memory limit of {human(limit)} "
+                        f"(--max-memory / {ENV}); use a smaller batch or input")
 
 
 def _float64_side(net: Network, form_names: list[str], xs64: list[np.ndarray]):

@@ -93,7 +93,11 @@ class SweepResult:
 def sweep(case: Case, eps: tuple[float, ...] | None = None, sample: int | None = DEFAULT_SAMPLE,
           form: str | None = None) -> SweepResult:
     """Error vs eps for every tensor of ``case`` (``sample`` entries each, seeded; None: all)."""
+    from .check import _preflight
+    from .cost import memory_limit
+
     eps = tuple(sorted(eps or EPS_GRID, reverse=True))
+    _preflight(case, memory_limit(None))
     net = Network.build(case)
     kinks.keep_margin(net)
     dt = net.dtype

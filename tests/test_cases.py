@@ -179,3 +179,18 @@ def test_object_npy_is_refused_without_unpickling(tmp_path):
 def test_from_dict_rejects_non_mapping():
     with pytest.raises(CaseError, match="top level"):
         from_dict([1, 2], "f.yaml")
+
+
+@pytest.mark.parametrize("cmd", ["run", "sweep"])
+def test_case_too_big_for_memory_is_refused_before_allocating(tmp_path, monkeypatch, cmd):
+    """64 x 64 x 128 x 128 float64 is 537 MB per activation: refused from the shapes alone."""
+    monkeypatch.setenv("GRADCHECK_MAX_MEMORY", "1GiB")
+    p = _write(tmp_path, "input: [64, 64, 128, 128]\nlayers:\n"
+                         "  - {type: conv2d, out_channels: 64, kernel: 3, padding: 1}\n")
+    t0 = time.perf_counter()
+    res = CliRunner().invoke(main, [cmd, str(p)])
+    assert time.perf_counter() - t0 < 0.5
+    assert res.exit_code == 2 and not isinstance(res.exception, MemoryError)
+    out = res.output.strip()
+    assert len(out.splitlines()) == 1 and f"{p}: input: " in out
+    assert "over the memory limit of 1.0 GiB" in out and "GRADCHECK_MAX_MEMORY" in out
