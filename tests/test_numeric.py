@@ -264,3 +264,11 @@ def test_pool_structure_covers_what_moves(cls, opts):
     assert not np.any(want & ~got)                      # never under
     if cls == "avgpool2d":
         np.testing.assert_array_equal(got, want)        # exact for a linear pool
+
+
+def test_structures_too_big_to_hold_claim_nothing(monkeypatch):
+    monkeypatch.setattr(sparsity, "MAX_NNZ", 100)
+    assert Conv2d(out_channels=4, kernel=3, stride=1, padding=1, bias=True).structure((1, 3, 8, 8), "x") is None
+    from gradcheck_cli.registry import get
+
+    assert get("maxpool2d").cls(size=2, stride=None).structure((1, 30, 8, 8), "x") is None

@@ -174,6 +174,8 @@ def conv2d_structure(in_shape: tuple[int, int, int], out_channels: int, kernel: 
 
     p, i, h = hits(Ho, kh, sh, ph, H)
     q, j, w = hits(Wo, kw, sw, pw, Wd)
+    if O * C * len(p) * len(q) > sparsity.MAX_NNZ:     # too big to hold: claim nothing (safe)
+        return None
     o = np.arange(O)[:, None, None, None]
     c = np.arange(C)[None, :, None, None]
     rows = o * (Ho * Wo) + (p * Wo)[:, None] + q[None, :]

@@ -121,7 +121,10 @@ class _Pool(Layer):
         from .conv import conv2d_structure
 
         _, C, H, W = in_shape
-        one = conv2d_structure((1, H, W), 1, self.k, self.s, (0, 0), "x").tocoo()
+        one = conv2d_structure((1, H, W), 1, self.k, self.s, (0, 0), "x")
+        if one is None or C * one.nnz > sparsity.MAX_NNZ:
+            return None
+        one = one.tocoo()
         n_out = one.shape[0]
         c = np.arange(C)[:, None]
         return sparsity.from_pairs(one.row[None] + c * n_out, one.col[None] + c * H * W,
