@@ -176,6 +176,9 @@ def plot(result: SweepResult, path: str) -> None:
     ax.loglog(eps, c * (eps / eps[k]) ** 2, "k:", lw=1, label="∝ eps² (truncation)")
     ax.loglog(eps, c * (eps[k] / eps), "k--", lw=1, label="∝ 1/eps (rounding)")
     ax.axvline(result.default_eps, color="grey", lw=0.8, label="default eps")
+    data = [e for r in result.rows for e in r.errors if np.isfinite(e) and e > 0]
+    if data:
+        ax.set_ylim(min(data) / 10, max(data) * 10)       # the guides do not stretch the axis
     ax.set_xlabel("eps (step h = eps · max(1, |v|))")
     ax.set_ylabel("max |analytic − numerical| / max |analytic|")
     ax.set_title(f"{result.name}: error vs step ({result.dtype})")
