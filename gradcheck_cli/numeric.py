@@ -319,10 +319,19 @@ def differentiate(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0: float,
     """Numerical derivatives of the entries of plan ``p``: coloured when the plan allows it,
     else (or when the declared structure proves too small) one entry per copy."""
     if p.method == "coloured":
+        reported = 0
+
+        def counted(k: int) -> None:
+            nonlocal reported
+            reported += k
+            if progress:
+                progress(k)
+
         try:
-            return coloured_differences(net, p, xs, T0, L0, eps, budget, progress)
+            return coloured_differences(net, p, xs, T0, L0, eps, budget, counted)
         except StructureViolated:
-            pass
+            if progress and reported:
+                progress(-reported)          # the entries are evaluated again below
     from .cost import copy_bytes
 
     i, t = p.layer, p.tensor

@@ -192,6 +192,10 @@ def test_a_structure_too_small_is_caught_and_redone_per_entry(make_case, temp_la
     p, numer = numerical(net, 0, "x")
     assert p.colours == 1 and numer.method == "per-entry"
     np.testing.assert_allclose(numer.values, plain_loop(net, 0, "x", p.index), rtol=1e-7)
+    done = []
+    xs = net.forward()
+    numeric.differentiate(net, p, xs, net.base_terms(xs), float(net.loss.value(xs[-1])), progress=done.append)
+    assert sum(done) == len(p.index)          # progress is not counted twice after the fallback
 
 
 class BatchCentre(Layer):
