@@ -39,9 +39,15 @@ class LayerKinks:
     at_kink: int            # entries exactly on a kink (distance 0)
 
     def to_json(self) -> dict:
-        return {"layer": self.layer, "type": self.type, "nearest": float(self.nearest),
-                "margin": float(self.margin), "within_margin": self.within_margin,
+        return {"layer": self.layer, "type": self.type, "nearest": _num(self.nearest),
+                "margin": _num(self.margin), "within_margin": self.within_margin,
                 "at_kink": self.at_kink}
+
+
+def _num(x: float) -> float | str:
+    """JSON has no Inf (a layer whose entries are in no window is infinitely far from a kink)."""
+    x = float(x)
+    return x if np.isfinite(x) else str(x)
 
 
 def distances(net, xs: list[np.ndarray]) -> list[np.ndarray | None]:

@@ -74,7 +74,8 @@ class SweepRow:
         return {"layer": self.layer, "type": self.type, "tensor": self.tensor, "form": self.form,
                 "checked": self.checked, "left_out_on_kink": self.on_kink, "eps": list(self.eps),
                 "errors": [e if np.isfinite(e) else str(e) for e in self.errors],
-                "best_eps": eps, "best_error": err if np.isfinite(err) else str(err)}
+                "best_eps": eps if np.isfinite(eps) else str(eps),
+                "best_error": err if np.isfinite(err) else str(err)}
 
 
 @dataclasses.dataclass

@@ -550,3 +550,15 @@ def test_a_relative_error_at_any_smooth_entry_of_a_kinked_net_fails_there(tmp_pa
     assert not W_row.passed and W_row.failed == 1
     assert W_row.worst_index == tuple(int(v) for v in np.unravel_index(k, (4, 3)))
     assert all(r.passed for r in res.rows if r is not W_row)
+
+
+def test_json_is_strict_even_with_inf_distances_and_nan_gradients(make_case, temp_layer):
+    import json
+
+    temp_layer("nan_grad", NaNGrad)
+    res = run_case(make_case(input=[2, 1, 3, 3], layers=[{"type": "maxpool2d", "size": 1},
+                                                         {"type": "flatten"}, {"type": "nan_grad"}]))
+    text = json.dumps(res.to_json(), allow_nan=False)     # raises on NaN / Infinity
+    doc = json.loads(text)
+    assert doc["kink_distance"]["layers"][0]["nearest"] == "inf"
+    assert not doc["passed"]

@@ -96,3 +96,13 @@ def test_cli_bad_input_exit_2(tmp_path):
     assert res.exit_code == 2 and "no such file" in res.output
     res = CliRunner().invoke(main, ["sweep", str(tmp_path / "missing.yaml"), "--eps", "-1"])
     assert res.exit_code == 2
+
+
+def test_nan_gradient_sweep_is_strict_json(make_case, temp_layer):
+    from test_check import NaNGrad
+
+    temp_layer("nan_grad", NaNGrad)
+    res = sweep(make_case(input=[3, 4], layers=[{"type": "nan_grad"}]), eps=(1e-3, 1e-5), sample=None)
+    doc = json.loads(json.dumps(res.to_json(), allow_nan=False))
+    assert doc["rows"][0]["errors"] == ["nan", "nan"] and doc["rows"][0]["best_eps"] == "nan"
+    assert res.rows[0].diagnosis(1e-6) == "NaN/Inf at every step"
