@@ -18,6 +18,7 @@ import re
 import numpy as np
 
 from .errors import GradcheckError
+from .numeric import OWNER_MAX
 
 OVERHEAD = 100 * 2**20          # the interpreter with numpy, scipy.sparse, click, rich
 CHUNK_BUDGET = 256 * 2**20      # perturbed copies alive at once, when memory allows
@@ -74,12 +75,6 @@ def human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
-
-
-def numeric_owner_max() -> int:
-    from .numeric import OWNER_MAX
-
-    return OWNER_MAX
 
 
 def _size(shape) -> int:
@@ -143,7 +138,7 @@ def estimate(net, plans, n_forms: int, limit: int | None) -> Estimate:
     base += 40 * structure              # int64 pairs while building, csr + csc copies
     base += 8 * 3 * max((len(p.index) for p in plans), default=0)   # per-entry results
     terms = _size(shapes[-1]) // max(1, shapes[0][0]) if net.loss.loss.entrywise else 1
-    base += 8 * min(max((p.colours for p in plans), default=0) * terms, numeric_owner_max())
+    base += 8 * min(max((p.colours for p in plans), default=0) * terms, OWNER_MAX)   # owner map
     copies = [2 * copy_bytes(net, p.layer, p.tensor) for p in plans]
     smallest = max(copies, default=0)
     budget = CHUNK_BUDGET if limit is None else int(min(CHUNK_BUDGET, max(smallest, limit - base)))

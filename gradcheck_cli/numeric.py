@@ -13,9 +13,14 @@ What makes it fast is that one forward evaluation serves many entries:
   different samples never share a region (built-in layers are per-sample), so the samples of
   the batch share copies too. For a k x k convolution this takes C k^2 pairs of copies for x
   instead of N C H W (Curtis, Powell & Reid colouring).
-* As a guard against a layer whose declared structure is too small, every copy is also checked
-  for terms that moved outside the perturbed regions; if any did, that tensor is redone with
-  one entry per copy.
+* Guards against a layer whose declared structure is too small: three entries per tensor are
+  also perturbed alone ("probes"), and every copy is checked for loss terms that moved outside
+  its perturbed regions; if any did, that tensor is redone with one entry per copy
+  (:func:`central_differences`). Layers that mix samples are always checked that way.
+
+Rounding estimate (``noise``): 32 u (|L(v+h)| + |L(v-h)|) / 2h per entry for one entry per
+copy; for coloured entries the same with |L| replaced by the sum of |terms| in the entry's
+region (the only terms whose difference enters its value).
 
 Step: ``h_j = eps * max(1, |v_j|)`` with ``eps`` = cbrt(machine epsilon of float64) ~ 6.1e-6
 by default, which balances truncation (~h^2) against rounding (~u |L| / h).
