@@ -199,3 +199,18 @@ def test_estimate_line_for_a_big_check_in_a_terminal(monkeypatch, make_case):
     tty.text.clear()
     cli._Progress("c").estimate(_estimate(make_case, **CONV))   # small: silent
     assert tty.text == []
+
+
+def test_list_and_validate_do_not_import_scipy():
+    for args in (["list"], ["validate", str(ROOT / "benchmarks" / "conv-M.yaml")]):
+        mods = _imports_after("from click.testing import CliRunner\nfrom gradcheck_cli.cli import main\n"
+                              f"r = CliRunner().invoke(main, {args!r})\nassert r.exit_code == 0, r.output")
+        assert "scipy" not in mods, args
+
+
+def test_lazy_module_imports_on_first_use():
+    from gradcheck_cli.lazy import LazyModule
+
+    lazy = LazyModule("json")
+    assert lazy._module is None
+    assert lazy.dumps([1]) == "[1]" and lazy._module is not None

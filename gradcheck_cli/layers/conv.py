@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import scipy.sparse as sp
+from ..lazy import sparse as sp
 
 from ..registry import Layer, Option, form, need, pair, register
 

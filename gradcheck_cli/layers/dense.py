@@ -7,7 +7,7 @@ vec is column-major (seed 001).
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
+from ..lazy import sparse as sp
 
 from .. import sparsity
 from ..registry import Layer, Option, form, need, register

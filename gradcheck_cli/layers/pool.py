@@ -15,7 +15,7 @@ right differences differ and the analytic value must lie between them.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
+from ..lazy import sparse as sp
 
 from ..registry import Layer, Option, form, need, pair, register
 from .conv import conv2d_grads_correlation, kron_matrices
