@@ -38,6 +38,27 @@ near_valid = st.fixed_dictionaries(
     optional={k: values for k in ("seed", "dtype", "loss", "forms", "tolerance", "numerical",
                                    "regularization", "name")})
 
+LAYER_CHOICES = [{"type": "relu"}, {"type": "tanh"}, {"type": "sigmoid"}, {"type": "add"},
+                 {"type": "linear", "out_features": 3}, {"type": "linear", "out_features": 1, "bias": False}]
+valid = st.builds(
+    lambda n, d, layers, loss, dtype, seed: {"seed": seed, "dtype": dtype, "input": [n, d],
+                                             "layers": [dict(x) for x in layers], "loss": loss},
+    st.integers(1, 4), st.integers(1, 5), st.lists(st.sampled_from(LAYER_CHOICES), min_size=1, max_size=3),
+    st.sampled_from(["projection", "sum", "mse", "cross_entropy"]), st.sampled_from(["float64", "float32"]),
+    st.integers(0, 1000))
+
+
+def _mutate(args):
+    doc, where, key, value = args
+    if where == "top":
+        doc[key] = value
+    elif where == "layer":
+        doc["layers"][0][key] = value
+    return doc
+
+
+mutated = st.tuples(valid, st.sampled_from(["none", "top", "layer"]), st.sampled_from(KEYS), values).map(_mutate)
+
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -93,3 +114,36 @@ def test_cli_validate_and_run_exit_0_1_or_2_without_traceback(tmp_path_factory, 
         assert r.exit_code in (0, 1, 2)
     else:
         assert "Traceback" not in v.output
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=valid)
+def test_valid_random_dense_cases_pass_through_the_cli(tmp_path_factory, doc):
+    """Random valid cases of correct built-in layers: validate says ok and run exits 0 (no false
+    failure), whatever the seed, dtype, loss and layer order."""
+    p = tmp_path_factory.mktemp("v") / "case.yaml"
+    p.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    runner = CliRunner()
+    assert runner.invoke(main, ["validate", str(p)]).exit_code == 0
+    r = runner.invoke(main, ["run", "--format", "json", str(p)])
+    assert r.exit_code == 0, r.output
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=mutated)
+def test_one_mutation_of_a_valid_case_is_a_case_or_one_line(tmp_path_factory, doc):
+    p = tmp_path_factory.mktemp("m") / "case.yaml"
+    try:
+        p.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    except yaml.YAMLError:
+        return
+    runner = CliRunner()
+    v = runner.invoke(main, ["validate", str(p)])
+    assert v.exception is None or isinstance(v.exception, SystemExit), v.exception
+    assert v.exit_code in (0, 2)
+    if v.exit_code == 2:
+        assert len(v.output.strip().splitlines()) <= 2 and str(p) in v.output
+        return
+    r = runner.invoke(main, ["run", "--sample", "4", "--format", "json", str(p)])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert r.exit_code in (0, 1, 2)
