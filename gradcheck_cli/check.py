@@ -479,8 +479,7 @@ def _unravel(k, shape) -> tuple[int, ...]:
 
 
 def _agreement(i: int, t: str, pairs: list[tuple[str, np.ndarray]]) -> Agreement:
-    diff, scale = 0.0, 0.0
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):          # NaN gradients are reported by their rows
         return _agreement_of(i, t, pairs)
 
 
