@@ -381,9 +381,16 @@ def per_sample_losses(net: Network, i: int, t: str, values: np.ndarray, xs: list
 def refine(net: Network, i: int, t: str, xs: list[np.ndarray], base: np.ndarray, index: np.ndarray,
            step: np.ndarray, chunk: int) -> Refined:
     """Evaluate the per-sample terms at v +- h and v +- h/REFINE for the flat entries ``index``."""
+    from . import cost, numeric
+
     flat = np.asarray(base, np.float64).reshape(-1)
     k = len(index)
     steps = np.stack([step, -step, step / REFINE, -step / REFINE])      # (4, k)
+    # entries of x with disjoint regions share copies (numeric.py); else one entry per copy below
+    coloured = numeric.sample_terms(net, i, t, xs, index, steps, 2 * chunk * cost.copy_bytes(net, i, t))
+    if coloured is not None:
+        L0, out, evaluations = coloured
+        return Refined(L0, out[0], out[1], out[2], out[3], step, step / REFINE, evaluations)
     out = np.empty((4, k, 0))
     L0 = per_sample_losses(net, i, t, flat.reshape(1, *base.shape), xs)[0]
     per = max(1, chunk // 2)

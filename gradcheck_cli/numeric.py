@@ -195,88 +195,13 @@ def coloured_differences(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0:
     ``T0``: the loss terms (N, M) at the unperturbed point; ``L0``: the loss there.
     Raises :class:`StructureViolated` when a copy moved a term outside its perturbed regions.
     """
-    from .cost import copy_bytes
-
     i, t = p.layer, p.tensor
-    base = np.asarray(net.value_of(i, t, xs), dtype=np.float64)
-    flat = base.reshape(-1)
+    flat = np.asarray(net.value_of(i, t, xs), dtype=np.float64).reshape(-1)
     idx = p.index
     h = steps(flat[idx], eps)
-    n = len(idx)
-    E = p.per_sample_size
-    N, M = T0.shape
-    ref = np.abs(T0) if p.shared else np.abs(T0).sum(axis=0)
-    thr = VALIDATE * U64 * (ref + ref.mean())       # (N, M) for x, (M,) for parameters
-    rows = N if p.shared else 1                     # copy rows per perturbed copy
-    S = p.structure.tocsc() if p.structure is not None else None
-    cols = _uniform(p) if S is not None else None
-    owner = None
-    if cols is not None and p.colours * M <= OWNER_MAX:
-        G = len(cols)
-        owner = _owners(S, cols, p.colour[:G], p.colours)
-        sums = np.zeros((4, rows, G))               # dplus, dminus, |T+|, |T-| per (row, entry)
-    dplus, dminus, absum = np.zeros(n), np.zeros(n), np.zeros(n)
-    probes = _probe(net, p, xs, T0, flat, h, thr if p.shared else np.broadcast_to(thr, T0.shape))
-
-    order = np.argsort(p.colour, kind="stable")
-    bounds = np.searchsorted(p.colour[order], np.arange(p.colours + 1))
-    K = max(1, min(p.colours, budget // max(1, 2 * copy_bytes(net, i, t))))
-    for c0 in range(0, p.colours, K):
-        c1 = min(p.colours, c0 + K)
-        k = c1 - c0
-        sel = order[bounds[c0]:bounds[c1]]
-        j, kl = idx[sel], p.colour[sel] - c0
-        V = np.empty((2 * k, flat.size))
-        V[:] = flat
-        V[kl, j] += h[sel]
-        V[k + kl, j] -= h[sel]
-        T = net.stacked_terms(i, t, V.reshape(2 * k, *base.shape), xs)       # (2k, N, M)
-        del V
-        D = T - T0
-        if not p.shared:
-            D, T = D.sum(axis=1, keepdims=True), np.abs(T).sum(axis=1, keepdims=True)
-        else:
-            T = np.abs(T)
-        # D, T: (2k, rows, M); copy s*k + kl perturbs colour c0 + kl with sign s
-        if owner is not None:
-            own = owner[c0:c1]                                               # (k, M)
-            lab = np.where(own[:, None, :] < 0, rows * G,
-                           np.arange(rows)[None, :, None] * G + own[:, None, :]).reshape(-1)
-            for s in range(2):
-                for q, W in ((s, D), (2 + s, T)):
-                    sums[q] += np.bincount(lab, W[s * k:(s + 1) * k].reshape(-1),
-                                           minlength=rows * G + 1)[:-1].reshape(rows, G)
-            outside = np.broadcast_to(own[:, None, :] < 0, (k, rows, M))
-            moved = np.abs(D.reshape(2, k, rows, M)) > (thr if p.shared else thr[None])
-            if np.any(moved & outside):
-                raise StructureViolated(f"layers[{i}].{t}")
-        elif S is None:     # each entry's region: every term of its sample(s)
-            sample = j // E if p.shared else np.zeros(len(j), dtype=np.int64)
-            rp, rm = kl * rows + sample, (k + kl) * rows + sample
-            D, T = D.reshape(2 * k * rows, M), T.reshape(2 * k * rows, M)
-            dplus[sel], dminus[sel] = D[rp].sum(axis=1), D[rm].sum(axis=1)
-            absum[sel] = T[rp].sum(axis=1) + T[rm].sum(axis=1)
-        else:               # entries differ between samples (--sample): gather each region
-            sample, e = np.divmod(j, E) if p.shared else (np.zeros(len(j), dtype=np.int64), j)
-            rp, rm = kl * rows + sample, (k + kl) * rows + sample
-            D, T = D.reshape(2 * k * rows, M), T.reshape(2 * k * rows, M)
-            counts = S.indptr[e + 1] - S.indptr[e]
-            who = np.repeat(np.arange(len(j)), counts)
-            r = S.indices[np.repeat(S.indptr[e] - np.cumsum(counts) + counts, counts) + np.arange(who.size)]
-            prow, mrow = rp[who], rm[who]
-            m = len(j)
-            dplus[sel] = np.bincount(who, D[prow, r], minlength=m)
-            dminus[sel] = np.bincount(who, D[mrow, r], minlength=m)
-            absum[sel] = np.bincount(who, T[prow, r], minlength=m) + np.bincount(who, T[mrow, r], minlength=m)
-            D[prow, r] = 0.0                             # what remains must not have moved
-            D[mrow, r] = 0.0
-            if np.any(np.abs(D.reshape(2 * k, -1)) > thr.reshape(-1)):
-                raise StructureViolated(f"layers[{i}].{t}")
-        if progress:
-            progress(len(sel))
-    if owner is not None:                           # (row, entry) -> position in idx
-        dplus, dminus = sums[0].reshape(-1), sums[1].reshape(-1)
-        absum = (sums[2] + sums[3]).reshape(-1)
+    probes = _probe(net, p, xs, T0, flat, h)
+    moved, size = region_sums(net, p, xs, T0, np.stack([h, -h]), budget, progress)
+    (dplus, dminus), absum = moved, size.sum(axis=0)
     reg = net.reg_terms(i, t, flat[idx])
     if reg is not None:
         v = flat[idx]
@@ -288,12 +213,130 @@ def coloured_differences(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0:
                      f"coloured ({p.colours} colours)")
 
 
+def _threshold(p: Plan, T0: np.ndarray) -> np.ndarray:
+    """How far a loss term outside every perturbed region may move (rounding): (N, M) for x,
+    (M,) for parameters (their terms are summed over the samples)."""
+    ref = np.abs(T0) if p.shared else np.abs(T0).sum(axis=0)
+    return VALIDATE * U64 * (ref + ref.mean())
+
+
+def region_sums(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, deltas: np.ndarray,
+                budget: int = DEFAULT_BUDGET, progress: Callable[[int], None] | None = None):
+    """For each row s of ``deltas`` (S, n) and each entry j of the coloured plan ``p``: the change
+    of the loss terms in j's region when v_j moves by deltas[s, j], and the size of those terms.
+
+    One copy per (row, colour): entry j shares it with the other entries of its colour. Returns
+    (moved, size), both (S, n): moved = sum over the region of T(v + d e_j) - T(v) (for x: the
+    terms of j's own sample, the only ones it reaches), size = sum of |T(v + d e_j)| there.
+    Raises :class:`StructureViolated` when a term outside every region of a copy moved.
+    """
+    from .cost import copy_bytes
+
+    i, t = p.layer, p.tensor
+    base = np.asarray(net.value_of(i, t, xs), dtype=np.float64)
+    flat = base.reshape(-1)
+    idx = p.index
+    n, n_rows = len(idx), deltas.shape[0]
+    E = p.per_sample_size
+    N, M = T0.shape
+    thr = _threshold(p, T0)
+    rows = N if p.shared else 1                     # copy rows per perturbed copy
+    S = p.structure.tocsc() if p.structure is not None else None
+    cols = _uniform(p) if S is not None else None
+    owner = None
+    if cols is not None and p.colours * M <= OWNER_MAX:
+        G = len(cols)
+        owner = _owners(S, cols, p.colour[:G], p.colours)
+        sums = np.zeros((2, n_rows, rows, G))       # moved, size per (delta row, copy row, entry)
+    moved, size = np.zeros((n_rows, n)), np.zeros((n_rows, n))
+
+    order = np.argsort(p.colour, kind="stable")
+    bounds = np.searchsorted(p.colour[order], np.arange(p.colours + 1))
+    K = max(1, min(p.colours, budget // max(1, n_rows * copy_bytes(net, i, t))))
+    for c0 in range(0, p.colours, K):
+        c1 = min(p.colours, c0 + K)
+        k = c1 - c0
+        sel = order[bounds[c0]:bounds[c1]]
+        j, kl = idx[sel], p.colour[sel] - c0
+        V = np.empty((n_rows * k, flat.size))
+        V[:] = flat
+        for s in range(n_rows):                     # copy s*k + kl: colour c0 + kl moved by deltas[s]
+            V[s * k + kl, j] += deltas[s, sel]
+        T = net.stacked_terms(i, t, V.reshape(n_rows * k, *base.shape), xs)   # (S k, N, M)
+        del V
+        D = T - T0
+        if not p.shared:
+            D, T = D.sum(axis=1, keepdims=True), np.abs(T).sum(axis=1, keepdims=True)
+        else:
+            T = np.abs(T)
+        D, T = D.reshape(n_rows, k, rows, M), T.reshape(n_rows, k, rows, M)
+        if owner is not None:
+            own = owner[c0:c1]                                               # (k, M)
+            lab = np.where(own[:, None, :] < 0, rows * G,
+                           np.arange(rows)[None, :, None] * G + own[:, None, :]).reshape(-1)
+            for s in range(n_rows):
+                for q, W in ((0, D), (1, T)):
+                    sums[q, s] += np.bincount(lab, W[s].reshape(-1),
+                                              minlength=rows * G + 1)[:-1].reshape(rows, G)
+            outside = np.broadcast_to(own[:, None, :] < 0, (k, rows, M))
+            if np.any((np.abs(D) > (thr if p.shared else thr[None])) & outside):
+                raise StructureViolated(f"layers[{i}].{t}")
+        else:
+            sample, e = np.divmod(j, E) if p.shared else (np.zeros(len(j), dtype=np.int64), j)
+            at = kl * rows + sample                                          # copy row of each entry
+            D, T = D.reshape(n_rows, k * rows, M), T.reshape(n_rows, k * rows, M)
+            if S is None:   # each entry's region: every term of its sample(s)
+                moved[:, sel], size[:, sel] = D[:, at].sum(axis=2), T[:, at].sum(axis=2)
+            else:           # entries differ between samples (--sample): gather each region
+                counts = S.indptr[e + 1] - S.indptr[e]
+                who = np.repeat(np.arange(len(j)), counts)
+                r = S.indices[np.repeat(S.indptr[e] - np.cumsum(counts) + counts, counts) + np.arange(who.size)]
+                for s in range(n_rows):
+                    moved[s, sel] = np.bincount(who, D[s, at[who], r], minlength=len(j))
+                    size[s, sel] = np.bincount(who, T[s, at[who], r], minlength=len(j))
+                D[:, at[who], r] = 0.0                   # what remains must not have moved
+                if np.any(np.abs(D.reshape(n_rows, k, -1)) > thr.reshape(-1)):
+                    raise StructureViolated(f"layers[{i}].{t}")
+        if progress:
+            progress(len(sel))
+    if owner is not None:                           # (copy row, entry) -> position in idx
+        moved, size = sums[0].reshape(n_rows, -1), sums[1].reshape(n_rows, -1)
+    return moved, size
+
+
+def sample_terms(net, i: int, tensor: str, xs: list[np.ndarray], index: np.ndarray, deltas: np.ndarray,
+                 budget: int = DEFAULT_BUDGET):
+    """Per-sample losses l_n and the regulariser (last column) with entry index[q] of layer i's
+    input x moved by deltas[s, q], coloured: (base (N + 1,), terms (S, k, N + 1), evaluations).
+
+    Entry j reaches only its own sample, so the other samples keep l_n(v) (the probes and the
+    checks of region_sums enforce it). None when the plan is not coloured (parameters, layers
+    that mix samples) or the declared structure proves too small: evaluate one entry per copy.
+    """
+    if tensor != "x":
+        return None
+    p = plan(net, i, tensor, index)
+    if p.method != "coloured":
+        return None
+    T0 = net.base_terms(xs)
+    base = np.append(T0.sum(axis=1), net.reg_value())
+    flat = np.asarray(net.value_of(i, tensor, xs), dtype=np.float64).reshape(-1)
+    try:
+        probes = _probe(net, p, xs, T0, flat, np.abs(deltas).max(axis=0))
+        moved, _ = region_sums(net, p, xs, T0, deltas, budget)
+    except StructureViolated:
+        return None
+    out = np.repeat(np.repeat(base[None, None], deltas.shape[0], axis=0), len(p.index), axis=1)
+    out[:, np.arange(len(p.index)), p.index // p.per_sample_size] += moved
+    return base, out, deltas.shape[0] * p.colours + probes
+
+
 def _probe_positions(n: int) -> np.ndarray:
     """Positions in the plan's index of the entries probed alone: first, middle, last."""
     return np.unique(np.array([0, n // 2, n - 1]))[:n] if n else np.zeros(0, dtype=np.int64)
 
 
-def _probe(net, p: Plan, xs, T0: np.ndarray, flat: np.ndarray, h: np.ndarray, thr: np.ndarray) -> int:
+def _probe(net, p: Plan, xs, T0: np.ndarray, flat: np.ndarray, h: np.ndarray) -> int:
     """Perturb a few entries alone (first, middle, last) and check that no loss term outside
     each one's declared region moved: a declared structure that is too small is caught even
     when one colour's regions cover every term. Returns the forward evaluations spent."""
@@ -313,7 +356,8 @@ def _probe(net, p: Plan, xs, T0: np.ndarray, flat: np.ndarray, h: np.ndarray, th
             inside[q, sample] = True
         else:
             inside[q, sample, S.indices[S.indptr[e]:S.indptr[e + 1]]] = True
-    if np.any((np.abs(D) > thr) & ~inside):
+    thr = _threshold(p, T0)
+    if np.any((np.abs(D) > (thr if p.shared else np.broadcast_to(thr, T0.shape))) & ~inside):
         raise StructureViolated(f"layers[{p.layer}].{p.tensor}")
     return k
 

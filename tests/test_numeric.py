@@ -277,3 +277,23 @@ def test_structures_too_big_to_hold_claim_nothing(monkeypatch):
     from gradcheck_cli.registry import get
 
     assert get("maxpool2d").cls(size=2, stride=None).structure((1, 30, 8, 8), "x") is None
+
+
+def test_kink_refinement_of_x_is_coloured_and_matches_one_entry_per_copy(make_case):
+    from gradcheck_cli.check import REFINE, per_sample_losses, refine
+
+    net = Network.build(make_case(name="k", seed=4, input=[3, 2, 8, 8], loss="projection",
+                                  layers=[{"type": "conv2d", "out_channels": 3, "kernel": 3, "padding": 1},
+                                          {"type": "relu"}, {"type": "maxpool2d", "size": 2}, {"type": "tanh"}]))
+    xs = net.forward()
+    index = np.sort(np.random.default_rng(1).choice(xs[2].size, 60, replace=False))
+    step = numeric.steps(xs[2].reshape(-1)[index], None)
+    fine = refine(net, 2, "x", xs, xs[2], index, step, chunk=1000)
+    assert fine.evaluations < 4 * len(index)                 # copies shared by entries
+    flat = xs[2].reshape(-1)
+    for q, j in enumerate(index):                            # oracle: one entry per copy
+        V = np.repeat(flat[None], 4, axis=0)
+        V[:, j] += [step[q], -step[q], step[q] / REFINE, -step[q] / REFINE]
+        want = per_sample_losses(net, 2, "x", V.reshape(4, *xs[2].shape), xs)
+        got = np.stack([fine.plus[q], fine.minus[q], fine.plus_fine[q], fine.minus_fine[q]])
+        np.testing.assert_allclose(got - fine.base, want - fine.base, rtol=1e-9, atol=1e-13)
