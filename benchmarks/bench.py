@@ -2,6 +2,7 @@
 
     python benchmarks/bench.py                 # cases M and L, torch if installed
     python benchmarks/bench.py --cases M --repeat 5
+    python benchmarks/bench.py --cases C      # a 5-layer CNN with relu / max-pool kinks
 
 For each case it runs, as separate processes, and measures wall time (interpreter start and
 imports included) and peak memory (the child's maximum resident set size, from wait4):
@@ -37,6 +38,7 @@ CASES = {
     # name: (case file, torch arguments N C O H W K PAD, loop fraction)
     "M": (HERE / "conv-M.yaml", (4, 8, 8, 16, 16, 3, 1), 1.0),
     "L": (HERE / "conv-L.yaml", (8, 16, 16, 32, 32, 3, 1), 0.002),
+    "C": (HERE / "cnn-relu-pool.yaml", None, 0.002),     # a 5-layer CNN with kinks (no torch row)
 }
 TARGETS = {"M": {"speedup": 40.0, "memory_ratio": 1 / 20}, "L": {"seconds": 10.0, "bytes": 2 * 2**30}}
 
@@ -79,19 +81,15 @@ def machine() -> str:
 
 
 def evaluations(case: Path) -> tuple[int, int]:
-    """(forward evaluations of our check, entries) from the cost estimate."""
-    sys.path.insert(0, str(ROOT))
-    import numpy as np
-
-    from gradcheck_cli import cost, numeric
-    from gradcheck_cli.cases import load
-    from gradcheck_cli.network import Network
-
-    net = Network.build(load(case))
-    xs = net.forward()
-    plans = [numeric.plan(net, i, t, np.arange(net.value_of(i, t, xs).size)) for i, t in net.tensors()]
-    est = cost.estimate(net, plans, 3, None)
-    return est.evaluations, est.entries
+    """(forward evaluations the check spent, entries), from one more (untimed) run's JSON report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "report.json"
+        measure([sys.executable, "-m", "gradcheck_cli", "run", str(case), "--format", "json", "-o", str(out)])
+        doc = json.loads(out.read_text())["cases"][0]
+    checked = {}
+    for row in doc["checks"]:
+        checked[(row["layer"], row["tensor"])] = row["checked"]
+    return doc["forward_evaluations"], sum(checked.values())
 
 
 def seeded_wrong_entry(case: Path, where: tuple[int, ...]) -> tuple[int, list[int], float]:
@@ -156,7 +154,7 @@ def main() -> int:
                 shown, note, loop_t = f"{t:>9.2f}s", "whole process", t
             print(f"{name:<5} {'per-entry loop':<32} {entries:>9,} {2 * entries:>10,} {shown:>10} {gib(m):>10}  {note}")
             print(f"{'':<5} {'  speed-up of gradcheck run':<32} {'':>9} {'':>10} {loop_t / ours_t:>9.1f}x")
-        if have_torch and name == "M":
+        if have_torch and name == "M" and targs:
             t, m, code, out = measure([sys.executable, str(HERE / "torch_gradcheck.py"), *map(str, targs)])
             info = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"ok": None}
             print(f"{name:<5} {'torch.autograd.gradcheck':<32} {entries:>9,} {'':>10} {t:>9.2f}s {gib(m):>10}  "
