@@ -279,14 +279,16 @@ def test_structures_too_big_to_hold_claim_nothing(monkeypatch):
     assert get("maxpool2d").cls(size=2, stride=None).structure((1, 30, 8, 8), "x") is None
 
 
-def test_kink_refinement_of_x_is_coloured_and_matches_one_entry_per_copy(make_case):
+@pytest.mark.parametrize("picked", [60, None])          # some entries (regions gathered), all (owner map)
+def test_kink_refinement_of_x_is_coloured_and_matches_one_entry_per_copy(make_case, picked):
     from gradcheck_cli.check import REFINE, per_sample_losses, refine
 
     net = Network.build(make_case(name="k", seed=4, input=[3, 2, 8, 8], loss="projection",
                                   layers=[{"type": "conv2d", "out_channels": 3, "kernel": 3, "padding": 1},
                                           {"type": "relu"}, {"type": "maxpool2d", "size": 2}, {"type": "tanh"}]))
     xs = net.forward()
-    index = np.sort(np.random.default_rng(1).choice(xs[2].size, 60, replace=False))
+    index = (np.arange(xs[2].size) if picked is None else
+             np.sort(np.random.default_rng(1).choice(xs[2].size, picked, replace=False)))
     step = numeric.steps(xs[2].reshape(-1)[index], None)
     fine = refine(net, 2, "x", xs, xs[2], index, step, chunk=1000)
     assert fine.evaluations < 4 * len(index)                 # copies shared by entries
