@@ -35,7 +35,7 @@ from .errors import CaseError, GradcheckError
 from .network import Network
 from .numeric import NOISE_FACTOR, U64, Numerical
 
-# (rtol, atol) per dtype; docs/readme/verdicts.md says why
+# (rtol, atol) per dtype; docs/verdicts.md says why
 DEFAULT_TOLERANCE = {"float64": (1e-6, 1e-9), "float32": (1e-3, 1e-5)}
 U32 = float(np.finfo(np.float32).eps)
 ERR32_FACTOR = 64.0   # float32 error estimate -> tolerance (measured actual/estimate <= 25)
