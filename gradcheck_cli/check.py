@@ -126,8 +126,19 @@ class CaseResult:
     def passed(self) -> bool:
         return all(r.passed for r in self.rows)
 
+    @property
+    def culprit(self) -> int | None:
+        """The failing layer with the highest index: where the disagreement starts.
+
+        Every layer before it receives its dL/dx, so their rows fail too; the first failing
+        layer from the loss side is the one to look at.
+        """
+        failing = [r.layer for r in self.rows if not r.passed]
+        return max(failing) if failing else None
+
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "file": self.file, "passed": self.passed, "seed": self.seed,
+        return {"name": self.name, "file": self.file, "passed": self.passed,
+                "disagreement_starts_at": self.culprit, "seed": self.seed,
                 "dtype": self.dtype, "tolerance": {"rtol": self.rtol, "atol": self.atol},
                 "sample": self.sample, "forward_evaluations": self.evaluations,
                 "checks": [r.to_json() for r in self.rows],

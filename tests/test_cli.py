@@ -174,3 +174,38 @@ def test_version_and_help():
     for cmd in ("run", "list", "validate", "new"):
         res = invoke(cmd, "--help")
         assert res.exit_code == 0 and "Usage" in res.output
+
+
+class WrongDxLinear(Linear):
+    """A linear layer whose dL/dx (all forms) is off by 1e-3 relative at entry [0, 1]."""
+
+    def backward(self, form_name, dy, x, params):
+        g = super().backward(form_name, dy, x, params)
+        g["x"] = g["x"].copy()
+        g["x"][0, 1] *= 1 + 1e-3
+        return g
+
+
+def test_culprit_is_the_last_failing_layer(tmp_path, temp_layer):
+    temp_layer("wrong_dx_linear", WrongDxLinear)
+    case = write(tmp_path, """
+        input: [3, 4]
+        layers:
+          - {type: linear, out_features: 5}
+          - {type: tanh}
+          - {type: wrong_dx_linear, out_features: 2}
+        """)
+    res = invoke("run", case, "--format", "json")
+    doc = json.loads(res.output)["cases"][0]
+    assert res.exit_code == 1
+    assert doc["disagreement_starts_at"] == 2
+    failing_layers = {r["layer"] for r in doc["checks"] if not r["passed"]}
+    assert failing_layers == {0, 1, 2}          # its wrong dx reaches every layer before it
+    assert {r["tensor"] for r in doc["checks"] if r["layer"] == 2 and not r["passed"]} == {"x"}
+    table = invoke("run", case).output
+    assert "the disagreement starts at layers[2] (wrong_dx_linear) (the layers before it fail too" in table
+
+
+def test_passing_case_has_no_culprit():
+    res = invoke("run", ROOT / "cases" / "linear-mse.yaml", "--format", "json")
+    assert json.loads(res.output)["cases"][0]["disagreement_starts_at"] is None

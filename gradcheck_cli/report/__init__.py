@@ -19,11 +19,25 @@ def fmt(x: float) -> str:
 
 def reproduce(result: CaseResult) -> str:
     """One command line that reruns this case and keeps its arrays."""
+    if result.file == "<dict>":     # a case given to the Python API as a dict
+        return (f"check_case(<the same dict>, sample={result.sample}) gives the same result "
+                f"(seed {result.seed}); its .arrays hold the inputs, parameters and gradients")
     cmd = ["gradcheck", "run", result.file]
     if result.sample:
         cmd += ["--sample", str(result.sample)]
     cmd += ["--save-arrays", "gradcheck-arrays"]
     return " ".join(shlex.quote(c) for c in cmd)
+
+
+def culprit_line(result: CaseResult) -> str:
+    """Where the disagreement starts, for the failure summary ("" when the case passed)."""
+    k = result.culprit
+    if k is None:
+        return ""
+    kind = next(r.type for r in result.rows if r.layer == k)
+    before = " (the layers before it fail too: they receive its gradient)" if any(
+        not r.passed for r in result.rows if r.layer < k) else ""
+    return f"the disagreement starts at layers[{k}] ({kind}){before}"
 
 
 def save_arrays(results: list[CaseResult], folder: str | Path) -> list[Path]:

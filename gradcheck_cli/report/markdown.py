@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..check import CaseResult
-from . import fmt, reproduce
+from . import culprit_line, fmt, reproduce
 
 HEAD = ("layer", "type", "tensor", "form", "shape", "checked", "max abs err", "max rel err",
         "worst index", "failed", "kinks", "verdict", "note")
@@ -37,6 +37,7 @@ def render(results: list[CaseResult]) -> str:
                 for e in row.worst:
                     out.append(_line([row.label, row.form, list(e.index), f"{e.analytic:.6g}",
                                       f"{e.numerical:.6g}", fmt(e.abs_error), fmt(e.rel_error)]))
+            out.append(f"\n{culprit_line(r).capitalize()}.")
             out.append(f"\nReproduce: `{reproduce(r)}`")
         out.append("")
     return "\n".join(out) + "\n"

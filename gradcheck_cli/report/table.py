@@ -6,7 +6,7 @@ import sys
 from typing import TextIO
 
 from ..check import CaseResult
-from . import fmt, reproduce
+from . import culprit_line, fmt, reproduce
 
 
 def console(file: TextIO | None = None):
@@ -56,6 +56,7 @@ def render(results: list[CaseResult], con) -> None:
                     w.add_row(row.label, row.form, str(list(e.index)), f"{e.analytic:.6g}",
                               f"{e.numerical:.6g}", fmt(e.abs_error), fmt(e.rel_error))
             con.print(w)
+            con.print(f"  {culprit_line(r)}")
             con.print(f"  reproduce: {reproduce(r)}")
         con.print()
     n_fail = sum(not r.passed for r in results)
