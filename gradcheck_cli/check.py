@@ -121,6 +121,7 @@ class CaseResult:
     arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
     kink_layers: list[kinks.LayerKinks] = dataclasses.field(default_factory=list)
     resampled: int = 0          # samples of the generated input drawn again (kink margin)
+    unchecked: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # no requested form
 
     @property
     def passed(self) -> bool:
@@ -144,7 +145,8 @@ class CaseResult:
                 "checks": [r.to_json() for r in self.rows],
                 "form_agreement": [a.to_json() for a in self.agreement],
                 "kink_distance": {"resampled_samples": self.resampled,
-                                  "layers": [k.to_json() for k in self.kink_layers]}}
+                                  "layers": [k.to_json() for k in self.kink_layers]},
+                "unchecked_layers": [{"layer": i, "type": t} for i, t in self.unchecked]}
 
 
 def _num(x: float) -> float | str:
@@ -180,7 +182,11 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
     form_names = _forms_in_use(net, wanted)
 
     rng = np.random.default_rng([case.seed, 1])
-    tensors = net.tensors()
+    skipped = [i for i, layer in enumerate(net.layers) if not set(layer.forms) & set(form_names)]
+    tensors = [(i, t) for i, t in net.tensors() if i not in skipped]
+    if not tensors:
+        raise CaseError(case.file, "forms", f"no layer of this case has the form(s) asked for "
+                                            f"({', '.join(wanted or ())}): nothing to check")
     picks = {}
     for i, t in tensors:
         size = net.value_of(i, t, xs64).size
@@ -247,7 +253,8 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
         if len(own) > 1:
             agreement.append(_agreement(i, t, [(f, grads[f][i][t]) for f in own]))
     return CaseResult(case.name, case.file, case.seed, case.dtype, rtol, atol, rows, agreement,
-                      evaluations, sample, arrays, kinks.report(net, xs64, margins), resampled)
+                      evaluations, sample, arrays, kinks.report(net, xs64, margins), resampled,
+                      [(i, net.layers[i].type_name) for i in skipped])
 
 
 def _preflight(case: Case, limit: int | None) -> None:

@@ -209,3 +209,19 @@ def test_culprit_is_the_last_failing_layer(tmp_path, temp_layer):
 def test_passing_case_has_no_culprit():
     res = invoke("run", ROOT / "cases" / "linear-mse.yaml", "--format", "json")
     assert json.loads(res.output)["cases"][0]["disagreement_starts_at"] is None
+
+
+def test_layers_without_the_asked_form_are_named_not_dropped(tmp_path):
+    case = write(tmp_path, "input: [3, 4]\nlayers:\n  - {type: tanh}\n  - {type: linear, out_features: 2}\n")
+    res = invoke("run", case, "--form", "spray", "--format", "json")
+    doc = json.loads(res.output)["cases"][0]
+    assert res.exit_code == 0
+    assert doc["unchecked_layers"] == [{"layer": 0, "type": "tanh"}]
+    assert {r["layer"] for r in doc["checks"]} == {1}
+    assert "not checked: layers[0] (tanh)" in invoke("run", case, "--form", "spray").output
+
+
+def test_a_form_no_layer_has_is_bad_input(tmp_path):
+    case = write(tmp_path, "input: [3, 4]\nlayers:\n  - {type: sigmoid}\n")
+    res = invoke("run", case, "--form", "spray")
+    assert res.exit_code == 2 and "forms: no layer of this case has the form(s) asked for (spray)" in res.output

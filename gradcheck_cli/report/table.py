@@ -42,6 +42,8 @@ def render(results: list[CaseResult], con) -> None:
                       str(list(row.worst_index)), str(row.failed), str(row.kinks),
                       "[green]pass[/]" if row.passed else f"[red]FAIL[/] {row.note}".rstrip())
         con.print(t)
+        for i, kind in r.unchecked:
+            con.print(f"  not checked: layers[{i}] ({kind}) has none of the forms asked for")
         if r.agreement:
             a = max(r.agreement, key=lambda a: a.max_rel_diff)
             con.print(f"  forms agree to {fmt(a.max_abs_diff)} (relative {fmt(a.max_rel_diff)}), "
