@@ -459,7 +459,9 @@ class Conv2d(Layer):
 # conv1d layer: conv2d on (N, C, 1, L) with a (1, k) kernel
 # ==========================================================================================
 @register("conv1d")
-class Conv1d(Layer):
+class Conv1d(Conv2d):
+    """conv2d on (N, C, 1, L) with a (1, k) kernel: its forms are conv2d's, seen through a reshape."""
+
     summary = "1-D cross-correlation y = W * pad(x) + b; x (N, C, L), W (out, in, k), b (out)"
     options = (
         Option("out_channels", "int", min=1, help="number of filters (output channels)"),
@@ -468,15 +470,20 @@ class Conv1d(Layer):
         Option("padding", "int", default=0, min=0, help="zero padding on each side"),
         Option("bias", "bool", default=True, help="add b"),
     )
-    regularized = ("W",)
     example_input = (2, 3, 11)
     example = {"out_channels": 2, "kernel": 3, "stride": 2, "padding": 1}
 
-    def params(self):
-        return ("W", "b") if self.bias else ("W",)
+    @property
+    def k(self) -> Pair:
+        return (1, self.kernel)
 
-    def _2d(self):
-        return (1, self.stride), (0, self.padding)
+    @property
+    def s(self) -> Pair:
+        return (1, self.stride)
+
+    @property
+    def p(self) -> Pair:
+        return (0, self.padding)
 
     def output_shape(self, in_shape):
         need(len(in_shape) == 3, "input", f"conv1d needs (N, C, L), got shape {list(in_shape)}")
@@ -491,56 +498,30 @@ class Conv1d(Layer):
             shapes["b"] = (self.out_channels,)
         return shapes
 
-    def init_params(self, in_shape, rng):
-        shapes = self.param_shapes(in_shape)
-        p = {"W": rng.standard_normal(shapes["W"]) / np.sqrt(np.prod(shapes["W"][1:]))}
-        if self.bias:
-            p["b"] = 0.1 * rng.standard_normal(shapes["b"])
-        return p
+    @staticmethod
+    def _as2d(params):
+        return {**params, "W": params["W"][:, :, None]}
 
     def forward(self, x, params):
-        s, p = self._2d()
-        b = params.get("b") if self.bias else None
-        return conv2d_forward(x[:, :, None], params["W"][:, :, None], b, s, p)[:, :, 0]
+        return super().forward(x[:, :, None], self._as2d(params))[:, :, 0]
 
     def structure(self, in_shape, name):        # (C, L) is (C, 1, L): same flat order
         if type(self).forward is not Conv1d.forward:
             return None
-        s, p = self._2d()
-        return conv2d_structure((in_shape[1], 1, in_shape[2]), self.out_channels, (1, self.kernel), s, p, name)
+        return conv2d_structure((in_shape[1], 1, in_shape[2]), self.out_channels, self.k, self.s, self.p, name)
 
     def workspace(self, in_shape):
-        s, p = self._2d()
         N, C, L = in_shape
-        return conv2d_workspace((N, C, 1, L), self.out_channels, (1, self.kernel), s, p)
+        return super().workspace((N, C, 1, L))
 
     def forward_stacked(self, x, params, name, values):
-        s, p = self._2d()
-        b = params.get("b") if self.bias else None
         if name == "W":
-            return conv2d_forward_stacked(x[:, :, None], values[:, :, :, None], b, s, p)[:, :, :, 0]
-        y = conv2d_forward(x[:, :, None], params["W"][:, :, None], None, s, p)[:, :, 0]
-        return y[None] + values[:, None, :, None]
+            values = values[:, :, :, None]
+        return super().forward_stacked(x[:, :, None], self._as2d(params), name, values)[..., 0, :]
 
     def _grads(self, which, dy, x, params):
-        s, p = self._2d()
-        dx, dW, db = _GRADS[which](dy[:, :, None], x[:, :, None], params["W"][:, :, None], s, p)
-        out = {"x": dx[:, :, 0], "W": dW[:, :, 0]}
-        if self.bias:
-            out["b"] = db
-        return out
-
-    @form("kron", seed="001 eqs. (1), (5), (9) with a = 1 row: dW = dS phi(pad Z)^T, dZ = vec(W^T dS)^T P_phi P_pad")
-    def kron(self, dy, x, params):
-        return self._grads("kron", dy, x, params)
-
-    @form("correlation", seed="003 §7: dx = dilate(dy) ⊗ w (full convolution), dw = x ⊙ dilate(dy)")
-    def correlation(self, dy, x, params):
-        return self._grads("correlation", dy, x, params)
-
-    @form("spray", seed="002 eqs. (9)-(10) in 1-D: each dy_p sprays w onto x[p s : p s + k]")
-    def spray(self, dy, x, params):
-        return self._grads("spray", dy, x, params)
+        g = super()._grads(which, dy[:, :, None], x[:, :, None], self._as2d(params))
+        return {k: (v[:, :, 0] if k in ("x", "W") else v) for k, v in g.items()}
 
 
 # ==========================================================================================
