@@ -20,8 +20,16 @@ EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 _START = "fork" if sys.platform.startswith("linux") else "spawn"
 
 
+EXIT_INTERNAL = 3
+
+
 class _Group(click.Group):
-    """A group whose commands turn GradcheckError into one line on stderr and exit 2."""
+    """A group whose commands end in one line on stderr, never a traceback.
+
+    GradcheckError (bad input) and a file that cannot be read or written exit 2. Anything else
+    is a bug in gradcheck: exit 3, so that it is never mistaken for "gradients disagree" (1);
+    GRADCHECK_DEBUG=1 shows the traceback.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
@@ -29,6 +37,19 @@ class _Group(click.Group):
         except GradcheckError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except OSError as exc:
+            if exc.filename is None or os.environ.get("GRADCHECK_DEBUG"):
+                raise
+            click.echo(f"error: {exc.filename}: {exc.strerror or exc}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence, see the docstring
+            if os.environ.get("GRADCHECK_DEBUG"):
+                raise
+            click.echo(f"internal error: {type(exc).__name__}: {exc} (a bug in gradcheck; "
+                       "rerun with GRADCHECK_DEBUG=1 for the traceback)", err=True)
+            ctx.exit(EXIT_INTERNAL)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

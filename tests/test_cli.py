@@ -225,3 +225,27 @@ def test_a_form_no_layer_has_is_bad_input(tmp_path):
     case = write(tmp_path, "input: [3, 4]\nlayers:\n  - {type: sigmoid}\n")
     res = invoke("run", case, "--form", "spray")
     assert res.exit_code == 2 and "forms: no layer of this case has the form(s) asked for (spray)" in res.output
+
+
+def test_unwritable_output_is_one_line_exit_2(tmp_path):
+    res = invoke("run", ROOT / "cases" / "linear-mse.yaml", "--format", "json",
+                 "--output", tmp_path / "missing" / "r.json")
+    assert res.exit_code == 2
+    assert res.output.strip() == f"error: {tmp_path / 'missing' / 'r.json'}: No such file or directory"
+
+
+class BrokenBuiltin(Linear):
+    """Stands in for a bug inside gradcheck itself (not the user's code, not bad input)."""
+
+    def forward(self, x, params):
+        raise ValueError("shapes (3,4) and (5,2) not aligned")
+
+
+def test_internal_error_is_exit_3_not_1(tmp_path, temp_layer, monkeypatch):
+    monkeypatch.delenv("GRADCHECK_DEBUG", raising=False)
+    temp_layer("broken_builtin", BrokenBuiltin)
+    case = write(tmp_path, "input: [3, 4]\nlayers:\n  - {type: broken_builtin, out_features: 2}\n")
+    res = invoke("run", case)
+    assert res.exit_code == 3
+    assert res.output.startswith("internal error: ValueError: shapes (3,4) and (5,2) not aligned")
+    assert "Traceback" not in res.output
