@@ -149,11 +149,13 @@ def test_list_shows_forms_and_na_reasons():
 
 
 @pytest.mark.parametrize("name", sorted(layers()))
-def test_new_prints_a_case_that_validates_and_runs(tmp_path, name):
+def test_new_prints_a_case_that_validates_and_passes(tmp_path, name):
     res = invoke("new", name)
     assert res.exit_code == 0
     case = write(tmp_path, res.output)
     assert invoke("validate", case).exit_code == 0
+    run = invoke("run", case)
+    assert run.exit_code == 0, run.output
 
 
 def test_new_unknown_layer_suggests():

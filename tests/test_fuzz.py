@@ -96,24 +96,33 @@ def test_random_text_never_crashes_the_loader(tmp_path_factory, text):
         assert "\n" not in str(exc)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(doc=near_valid)
-def test_cli_validate_and_run_exit_0_1_or_2_without_traceback(tmp_path_factory, doc):
+def _validate_then_run(tmp_path_factory, doc, sample):
+    """`validate` the document, then `run` it when it validates: both end in a defined exit code,
+    never an exception. Returns (path, validate result, run result or None), or None when the
+    document cannot be written as YAML."""
     p = tmp_path_factory.mktemp("c") / "case.yaml"
     try:
         p.write_text(yaml.safe_dump(doc), encoding="utf-8")
     except yaml.YAMLError:
-        return
+        return None
     runner = CliRunner()
     v = runner.invoke(main, ["validate", str(p)])
     assert v.exception is None or isinstance(v.exception, SystemExit), v.exception
     assert v.exit_code in (0, 2)
+    r = None
     if v.exit_code == 0:
-        r = runner.invoke(main, ["run", "--sample", "3", "--format", "json", str(p)])
+        r = runner.invoke(main, ["run", "--sample", str(sample), "--format", "json", str(p)])
         assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
         assert r.exit_code in (0, 1, 2)
-    else:
-        assert "Traceback" not in v.output
+    return p, v, r
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=near_valid)
+def test_cli_validate_and_run_exit_0_1_or_2_without_traceback(tmp_path_factory, doc):
+    out = _validate_then_run(tmp_path_factory, doc, sample=3)
+    if out and out[1].exit_code == 2:
+        assert "Traceback" not in out[1].output
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -132,18 +141,7 @@ def test_valid_random_dense_cases_pass_through_the_cli(tmp_path_factory, doc):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=mutated)
 def test_one_mutation_of_a_valid_case_is_a_case_or_one_line(tmp_path_factory, doc):
-    p = tmp_path_factory.mktemp("m") / "case.yaml"
-    try:
-        p.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    except yaml.YAMLError:
-        return
-    runner = CliRunner()
-    v = runner.invoke(main, ["validate", str(p)])
-    assert v.exception is None or isinstance(v.exception, SystemExit), v.exception
-    assert v.exit_code in (0, 2)
-    if v.exit_code == 2:
+    out = _validate_then_run(tmp_path_factory, doc, sample=4)
+    if out and out[1].exit_code == 2:
+        p, v, _ = out
         assert len(v.output.strip().splitlines()) <= 2 and str(p) in v.output
-        return
-    r = runner.invoke(main, ["run", "--sample", "4", "--format", "json", str(p)])
-    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
-    assert r.exit_code in (0, 1, 2)
