@@ -341,3 +341,58 @@ def test_bad_options_are_one_line_exit_2(tmp_path, layer, field):
     res = CliRunner().invoke(main, ["run", str(f)])
     assert res.exit_code == 2
     assert f"layers[0].{field}" in res.output and "Traceback" not in res.output
+
+
+# ------------------------------------------------------------------------------------------
+# structure (what the numerical check may share) against brute-force perturbation
+# ------------------------------------------------------------------------------------------
+def _moved(f, base, delta):
+    """Outputs of sample 0 that move when each entry of ``base`` moves by ``delta`` (plain loop):
+    a (outputs, entries) boolean matrix."""
+    y0 = f(base)
+    cols = []
+    for j in range(base.size):
+        v = base.copy()
+        v.flat[j] += delta
+        cols.append(f(v) != y0)
+    return np.stack(cols, axis=1)
+
+
+@pytest.mark.parametrize("rule", ("eq7_literal",) + RULES)
+def test_structure_covers_brute_force_for_every_rule(make_case, rule):
+    """Every declared structure holds every output that moves when one entry moves (by a big
+    step and a tiny one); W claims conv2d's per-channel structure only where it is true."""
+    net = Network.build(make_case(name="s", seed=4, input=[2, 2, 5, 4], loss="projection", layers=[
+        {"type": "abc_conv2d", "out_channels": 3, "kernel": [2, 3], "padding": [1, 0], "stride": [1, 2],
+         "bases": 3, "bias": True, "backward": rule}]))
+    layer, params, x0 = net.layers[0], net.params[0], net.x0
+    in_shape = x0.shape
+    fx = lambda x: layer.forward(x, params)[0].reshape(-1)
+    fW = lambda W: layer.forward_stacked(x0, params, "W", W[None])[0, 0].reshape(-1)
+    fb = lambda b: layer.forward_stacked(x0, params, "b", b[None])[0, 0].reshape(-1)
+    for name, f, base in (("x", lambda x: fx(x), x0[:1].copy()), ("W", fW, params["W"]), ("b", fb, params["b"])):
+        S = layer.structure(in_shape, name)
+        for delta in (0.5, 1e-5):
+            moved = _moved(f, base, delta)
+            assert moved.any()
+            if S is None:
+                continue
+            declared = S.toarray()
+            assert declared.shape == moved.shape
+            assert not np.any(moved & ~declared), (name, delta)
+    local = rule in ("eq1", "eq7_literal")
+    assert (layer.structure(in_shape, "W") is None) != local
+    if not local:   # the safe default is needed: one W entry moves every output channel
+        moved = _moved(fW, params["W"], 1e-5)
+        out_channel = np.arange(moved.shape[0]) // (moved.shape[0] // 3)
+        assert len(np.unique(out_channel[moved[:, 0]])) == 3
+
+
+def test_structure_colours_x_as_conv2d_does(make_case):
+    from gradcheck_cli import numeric
+
+    net = Network.build(make_case(name="s", input=[2, 3, 8, 8], loss="projection", layers=[
+        {"type": "abc_conv2d", "out_channels": 4, "kernel": 3, "bases": 2, "backward": "exact"}]))
+    p = numeric.plan(net, 0, "x", np.arange(net.x0.size))
+    assert p.colours == 3 * 3 * 3 and p.shared           # C k^2 pairs of copies, samples shared
+    assert numeric.plan(net, 0, "W", np.arange(net.params[0]["W"].size)).colours == net.params[0]["W"].size

@@ -32,7 +32,7 @@ import numpy as np
 from ..registry import Layer, Option, form, need, pair, register
 from ..vec import mat, vec
 from .conv import (Conv2d, conv2d_forward, conv2d_forward_stacked, conv2d_grads_correlation,
-                   conv2d_grads_kron, conv2d_grads_spray)
+                   conv2d_grads_kron, conv2d_grads_spray, conv2d_structure, conv2d_workspace)
 
 RULES = ("eq7_literal", "eq1", "eq2", "exact", "ste_mean_std")
 STDS = ("population", "sample", "seed")
@@ -282,6 +282,24 @@ class AbcConv2d(Layer):
         if self._anchor is None or self.rule == "exact":
             return real_weights(np.asarray(V, dtype=np.float64), self.bases, self.std)
         return surrogate_weights(self.rule, self._anchor, np.asarray(V, dtype=np.float64))
+
+    # -- what the numerical check may share (registry.Layer.structure) --------------------
+    LOCAL_RULES = ("eq1", "eq7_literal")   # surrogates with W_hat[o] a function of W[o] alone
+
+    def structure(self, in_shape, name):
+        """x and b reach the outputs as in conv2d (whatever W_hat is). W[o] reaches only output
+        channel o under the eq1 surrogate (W_hat = sum_m alpha0_m (B0_m + W - W0), which
+        eq7_literal is checked against); every other rule moves the alphas, mean or std, which
+        mix all of W into every output: no claim (None)."""
+        if type(self).forward is not AbcConv2d.forward:   # a subclass computing something else
+            return None
+        if name == "W" and (self._anchor is None or self.rule not in self.LOCAL_RULES):
+            return None
+        return conv2d_structure(tuple(in_shape[1:]), self.out_channels, pair(self.kernel), self.s,
+                                self.p, name)
+
+    def workspace(self, in_shape):
+        return conv2d_workspace(tuple(in_shape), self.out_channels, pair(self.kernel), self.s, self.p)
 
     # -- forward: O = Conv(W_hat, A) (+ b), by conv2d's forward -----------------------------
     def forward(self, x, params):
