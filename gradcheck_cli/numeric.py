@@ -13,10 +13,10 @@ What makes it fast is that one forward evaluation serves many entries:
   different samples never share a region (built-in layers are per-sample), so the samples of
   the batch share copies too. For a k x k convolution this takes C k^2 pairs of copies for x
   instead of N C H W (Curtis, Powell & Reid colouring).
-* Guards against a layer whose declared structure is too small: three entries per tensor are
-  also perturbed alone ("probes"), and every copy is checked for loss terms that moved outside
-  its perturbed regions; if any did, that tensor is redone with one entry per copy
-  (:func:`central_differences`). Layers that mix samples are always checked that way.
+* Guards against a layer whose declared structure is too small: three random halves of colours
+  per tensor are also perturbed, each in a copy of its own ("probes", :func:`_probe_sets`), and
+  every copy is checked for loss terms that moved outside its perturbed regions; if any did,
+  that tensor is redone with one entry per copy (:func:`central_differences`). Layers that mix samples are always checked that way.
 
 Rounding estimate (``noise``): 32 u (|L(v+h)| + |L(v-h)|) / 2h per entry for one entry per
 copy; for coloured entries the same with |L| replaced by the sum of |terms| in the entry's
@@ -332,30 +332,60 @@ def sample_terms(net, i: int, tensor: str, xs: list[np.ndarray], index: np.ndarr
 
 
 def _probe_positions(n: int) -> np.ndarray:
-    """Positions in the plan's index of the entries probed alone: first, middle, last."""
+    """One position per probe (first, middle, last): how many probes a plan of n entries runs."""
     return np.unique(np.array([0, n // 2, n - 1]))[:n] if n else np.zeros(0, dtype=np.int64)
 
 
+def _probe_sets(p: Plan) -> list[np.ndarray]:
+    """Positions (in the plan's index) perturbed together by each probe: a random half of one
+    colour (the first, middle and last colour, cycled when there are fewer), never empty.
+
+    Entries of one colour share no declared region, so perturbing some of them may move only
+    the terms in their own regions. An entry k that reaches a term r declared only in the region
+    of j (same colour) is caught when k is in the half and j is not; a colour-wide copy cannot
+    see it (r moves, but inside j's region), nor a lone probe whose entry happens not to move
+    r at this point (a ReLU that is off)."""
+    n_probes = len(_probe_positions(len(p.index)))
+    if not n_probes:
+        return []
+    picks = np.unique(np.array([0, p.colours // 2, p.colours - 1]))
+    out = []
+    for q in range(n_probes):
+        members = np.flatnonzero(p.colour == picks[q % len(picks)])
+        if not len(members):
+            members = np.array([_probe_positions(len(p.index))[q]])
+        half = members[np.random.default_rng([q, 7]).random(len(members)) < 0.5]
+        out.append(half if len(half) else members[:1])
+    return out
+
+
 def _probe(net, p: Plan, xs, T0: np.ndarray, flat: np.ndarray, h: np.ndarray) -> int:
-    """Perturb a few entries alone (first, middle, last) and check that no loss term outside
-    each one's declared region moved: a declared structure that is too small is caught even
-    when one colour's regions cover every term. Returns the forward evaluations spent."""
-    at = _probe_positions(len(p.index))
-    k = len(at)
-    j = p.index[at]
+    """Perturb a few sets of entries (:func:`_probe_sets`) and check that no loss term outside
+    their declared regions moved: a declared structure that is too small is caught even when one
+    colour's regions cover every term. Returns the forward evaluations spent."""
+    sets = _probe_sets(p)
+    k = len(sets)
     V = np.empty((k, flat.size))
     V[:] = flat
-    V[np.arange(k), j] += h[at]
+    for q, at in enumerate(sets):
+        V[q, p.index[at]] += h[at]
     D = net.stacked_terms(p.layer, p.tensor, V.reshape(k, *net.value_of(p.layer, p.tensor, xs).shape), xs) - T0
     inside = np.zeros(D.shape, dtype=bool)                # (k, N, M)
     E = p.per_sample_size
     S = p.structure.tocsc() if p.structure is not None else None
-    for q in range(k):
-        sample, e = divmod(int(j[q]), E) if p.shared else (slice(None), int(j[q]))
+    for q, at in enumerate(sets):
+        j = p.index[at]
+        sample, e = np.divmod(j, E) if p.shared else (None, j)
         if S is None:
-            inside[q, sample] = True
+            inside[q, slice(None) if sample is None else sample] = True
+            continue
+        counts = S.indptr[e + 1] - S.indptr[e]
+        who = np.repeat(np.arange(len(j)), counts)
+        r = S.indices[np.repeat(S.indptr[e] - np.cumsum(counts) + counts, counts) + np.arange(who.size)]
+        if sample is None:
+            inside[q, :, r] = True
         else:
-            inside[q, sample, S.indices[S.indptr[e]:S.indptr[e + 1]]] = True
+            inside[q, sample[who], r] = True
     thr = _threshold(p, T0)
     if np.any((np.abs(D) > (thr if p.shared else np.broadcast_to(thr, T0.shape))) & ~inside):
         raise StructureViolated(f"layers[{p.layer}].{p.tensor}")

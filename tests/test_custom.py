@@ -331,3 +331,115 @@ def test_parameter_files_work_for_custom_layers(tmp_path):
     d["layers"][0]["params"] = {"h": "g.npy"}
     res = CliRunner().invoke(main, ["run", str(write_case(tmp_path, d))])
     assert res.exit_code == 2 and "layers[0].params.h" in res.stderr and "it has: g" in res.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# optional members: structure and kink_distance (tests/user_layers/structured.py)
+# ------------------------------------------------------------------------------------------
+PAIRS = {"input": [3, 12], "loss": "projection"}
+
+
+def _pairs(impl, **kw):
+    return check_case({**doc(f"structured.py:{impl}", PAIRS["input"], seed=kw.pop("seed", 5)),
+                       "loss": PAIRS["loss"], **kw}, base_dir=UL)
+
+
+def _values(r):
+    return {row.tensor: r.arrays[f"layer0.{row.tensor}.custom.numerical"] for row in r.rows}
+
+
+def _brute_structure(layer, x, p):
+    """Outputs of sample 0 that move when one entry of x (sample 0) or w moves: a plain loop."""
+    y0 = layer.forward(x, p)[0]
+    out = {}
+    for name, base in (("x", x[0]), ("w", p["w"])):
+        S = np.zeros((y0.size, base.size), dtype=bool)
+        for j in range(base.size):
+            xx, pp = x.copy(), {"w": p["w"].copy()}
+            (xx[0] if name == "x" else pp["w"])[j] += 0.5
+            S[:, j] = layer.forward(xx, pp)[0] != y0
+        out[name] = S
+    return out
+
+
+@pytest.mark.parametrize("impl", ["StructuredPairs", "SparseStructuredPairs"])
+def test_a_declared_structure_colours_the_check(impl):
+    """The declared structure is used (far fewer evaluations than without), gives the values of
+    the plain per-entry check, and holds what moves (brute force)."""
+    plain, coloured = _pairs("Pairs"), _pairs(impl)
+    assert plain.passed and coloured.passed
+    assert coloured.evaluations < plain.evaluations / 2, (coloured.evaluations, plain.evaluations)
+    for t, v in _values(plain).items():
+        np.testing.assert_allclose(_values(coloured)[t], v, rtol=1e-6, atol=1e-9)
+    from gradcheck_cli.layers.custom import Custom
+
+    layer = Custom(impl=f"{UL / 'structured.py'}:{impl}")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 12))
+    p = layer.init_params(x.shape, rng)
+    for name, moved in _brute_structure(layer, x, p).items():
+        declared = layer.structure(x.shape, name).toarray()
+        assert moved.any() and not np.any(moved & ~declared), name
+
+
+def test_a_structure_too_small_is_caught_by_the_probes_and_the_verdict_is_right():
+    plain, wrong = _pairs("Pairs"), _pairs("TooSmallStructure")
+    assert wrong.passed                                  # no false FAIL from the wrong claim
+    np.testing.assert_allclose(_values(wrong)["x"], _values(plain)["x"], rtol=1e-6, atol=1e-9)
+    # and a wrong gradient is still found at its entry: a wrong structure hides nothing
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("structured_t", UL / "structured.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    class Buggy(mod.TooSmallStructure):
+        def backward(self, dy, x, params):
+            g = super().backward(dy, x, params)
+            g["x"][:, 7] *= 1.001
+            return g
+
+    r = check_case({**doc("Buggy", [3, 12], seed=5), "loss": "projection",
+                    "layers": [{"type": "custom", "impl": Buggy}]})
+    row = next(row for row in r.rows if row.tensor == "x")
+    assert not row.passed and {e.index[1] for e in row.worst} == {7}
+
+
+def test_kink_distance_is_used_for_kinks_and_the_margin(tmp_path):
+    """x with z exactly 0 twice (given data: left alone): the layer's kink_distance puts the
+    three entries that reach those z in the kink report and the kink count; generated inputs
+    keep the margin."""
+    x = np.random.default_rng(1).standard_normal((3, 12))
+    x[0, 4] = -0.5 * x[0, 5]                  # z_4 = x_4 + 0.5 x_5 = 0: x_4 and x_5 sit on a kink
+    x[2, 11] = 0.0                            # z_11 = x_11 = 0: x_11 too
+    np.save(tmp_path / "x.npy", x)
+    r = check_case({**doc(f"{UL / 'structured.py'}:StructuredPairs", [3, 12], seed=5), "loss": "projection",
+                    "input": {"data": "x.npy"}}, base_dir=tmp_path)
+    assert r.passed
+    (k,) = r.kink_layers
+    assert k.layer == 0 and k.at_kink == 3 and k.nearest == 0.0
+    row = next(row for row in r.rows if row.tensor == "x")
+    assert row.kinks >= 3
+    assert not _pairs("Pairs").kink_layers                            # no hook, no report
+    gen = check_case({**doc("structured.py:StructuredPairs", [64, 12], seed=5), "loss": "projection"},
+                     base_dir=UL)
+    (k,) = gen.kink_layers
+    assert gen.passed and gen.resampled >= 1 and k.within_margin == 0     # redrawn away from kinks
+
+
+@pytest.mark.parametrize("impl,words", [
+    ("StructureList", "structure([3, 4], 'x') returned list, expected None, a boolean numpy array or a scipy.sparse matrix"),
+    ("StructureWrongShape", "structure([3, 4], 'x') has shape [4, 5], expected [4, 4]"),
+    ("StructureFloat", "has dtype float64, expected bool"),
+    ("StructureRaises", "structure raised KeyError"),
+    ("KinkWrongShape", "kink_distance() output has shape [3, 3], expected x's [3, 4]"),
+    ("KinkNaN", "kink_distance() output holds NaN (first at index [0, 0])"),
+    ("KinkList", "kink_distance() output is list, expected a numpy array"),
+])
+def test_wrong_optional_members_exit_2(tmp_path, impl, words):
+    p = write_case(tmp_path, doc(f"structured.py:{impl}", [3, 4]))
+    res = CliRunner().invoke(main, ["run", str(p)])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith(f"error: {p}: layers[0] (custom "), res.stderr
+    assert words in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and res.stdout == ""

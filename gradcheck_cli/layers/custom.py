@@ -8,6 +8,8 @@ The class the user writes (plain numpy, no base class needed)::
         def init_params(self, input_shape, rng) -> dict  # name -> ndarray (may be {})
         def forward(self, x, params) -> y
         def backward(self, dy, x, params) -> dict        # "x" and every parameter name
+        def structure(self, input_shape, name) -> S      # optional: which outputs each entry reaches
+        def kink_distance(self, x, params) -> d          # optional: distance of each x entry to a kink
 
 The tool checks ``x`` and every parameter like a built-in layer, with one form, ``custom``.
 Everything the user's code does wrong -- a missing file or class, a constructor that rejects
@@ -122,7 +124,8 @@ class Custom(Layer):
         if self._user is None:
             cls = self._load_class()
             self._sources = {self._file} | {
-                m.__code__.co_filename for k in ("__init__", "init_params", "forward", "backward")
+                m.__code__.co_filename for k in ("__init__", "init_params", "forward", "backward",
+                                                 "structure", "kink_distance")
                 if hasattr(m := getattr(cls, k, None), "__code__")}
             user = self._call("__init__", lambda: cls(**self.user_options),
                               hint=f"options given: {self.user_options or 'none'}")
@@ -313,6 +316,63 @@ class Custom(Layer):
         x_, p_ = x.copy(), {k: v.copy() for k, v in params.items()}   # the user may write in place
         y = self._call("forward", lambda: user.forward(x_, p_))
         return self._array("forward() output", y, None, x.dtype, finite)
+
+    # -- optional hooks, passed through when the user's class defines them ---------------------
+    def _hook(self, name: str) -> Callable | None:
+        fn = getattr(self.user, name, None)
+        return fn if callable(fn) else None
+
+    def structure(self, in_shape, name):
+        """The user's ``structure(input_shape, name)``: None, or a boolean (outputs of one sample x
+        entries of one sample of x | of the parameter) numpy array or scipy.sparse matrix. Used
+        only with ``per_sample = True``; the numerical check's probes catch one that is too small."""
+        fn = self._hook("structure")
+        if fn is None:
+            return None
+        in_shape = tuple(in_shape)
+        S = self._call("structure", lambda: fn(in_shape, name))
+        if S is None:
+            return None
+        out_shape, shapes = self._shapes(in_shape)
+        entries = int(np.prod(in_shape[1:])) if name == "x" else int(np.prod(shapes[name]))
+        want = (int(np.prod(out_shape[1:])), entries)
+        what = f"structure({list(in_shape)}, {name!r})"
+        from scipy import sparse
+
+        if sparse.issparse(S):
+            S = sparse.csr_matrix(S)
+        elif isinstance(S, np.ndarray):
+            if S.dtype.kind not in "bui":
+                self._fail(f"{what} has dtype {S.dtype}, expected bool (true where an entry reaches an output)")
+        else:
+            self._fail(f"{what} returned {type(S).__name__}, expected None, a boolean numpy array "
+                       "or a scipy.sparse matrix")
+        if tuple(S.shape) != want:
+            self._fail(f"{what} has shape {list(S.shape)}, expected {list(want)} "
+                       "(outputs of one sample x entries" + (" of one sample)" if name == "x" else ")"))
+        return sparse.csr_matrix(S != 0, dtype=bool) if sparse.issparse(S) else sparse.csr_matrix(S != 0)
+
+    def kink_distance(self, x, params):
+        """The user's ``kink_distance(x, params)``: None, or for each entry of x the distance it
+        must move before the output stops being differentiable in it (real numbers, x's shape)."""
+        fn = self._hook("kink_distance")
+        if fn is None:
+            return None
+        x_, p_ = np.array(x, copy=True), {k: np.array(v, copy=True) for k, v in params.items()}
+        d = self._call("kink_distance", lambda: fn(x_, p_))
+        if d is None:
+            return None
+        what = "kink_distance() output"
+        if not isinstance(d, np.ndarray):
+            self._fail(f"{what} is {type(d).__name__}, expected a numpy array")
+        if d.dtype.kind not in "uif":
+            self._fail(f"{what} has dtype {d.dtype}, expected real numbers")
+        if tuple(d.shape) != tuple(x.shape):
+            self._fail(f"{what} has shape {list(d.shape)}, expected x's {list(x.shape)}")
+        if np.any(np.isnan(d)):
+            bad = tuple(int(i) for i in np.argwhere(np.isnan(d))[0])
+            self._fail(f"{what} holds NaN (first at index {list(bad)}); use inf for 'no kink'")
+        return np.abs(d.astype(np.float64))
 
     @form("custom", seed="the user's own backward")
     def custom(self, dy, x, params):
