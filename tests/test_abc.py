@@ -396,3 +396,41 @@ def test_structure_colours_x_as_conv2d_does(make_case):
     p = numeric.plan(net, 0, "x", np.arange(net.x0.size))
     assert p.colours == 3 * 3 * 3 and p.shared           # C k^2 pairs of copies, samples shared
     assert numeric.plan(net, 0, "W", np.arange(net.params[0]["W"].size)).colours == net.params[0]["W"].size
+
+
+# ------------------------------------------------------------------------------------------
+# sign flips in W (rule exact): found without a parameter-side kink hook
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed, M, gap", [(0, 1, 2e-6), (1, 2, 5e-8), (4, 2, 2e-8), (2, 3, 5e-8)])
+def test_every_w_entry_whose_step_flips_a_base_is_counted_as_a_kink(tmp_path, make_case, seed, M, gap):
+    """One entry a hair (``gap``) from its flip: its own step flips it, and with a small gap the
+    steps of other entries too (they move mean and std). A flip is a jump of the real forward,
+    so the one-sided rule finds every such entry: the kink count equals the brute-force count
+    of entries whose +-h step changes a base, and nothing fails. (This is why abc_conv2d has no
+    parameter-side kink_distance: it would change no verdict and no count.)"""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((3, 2, 3, 3)) / 4
+    w = W.reshape(-1)
+    j, m = rng.integers(w.size), rng.integers(M)
+    u = 0.0 if M == 1 else -1 + m * 2 / (M - 1)
+    for _ in range(50):                       # fixed point: mean and std move with w_j
+        mu, s = ref_std(list(w), "population")
+        w[j] = mu - u * s + gap
+    np.save(tmp_path / "W.npy", W)
+    res = run_case(make_case(name="flip", seed=seed, input=[2, 2, 5, 5], loss="projection", layers=[{
+        "type": "abc_conv2d", "out_channels": 3, "kernel": 3, "bases": M, "backward": "exact",
+        "params": {"W": "W.npy"}}]))
+    h = np.cbrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(w))
+    B0 = ref_bases(list(w), M, "population")[0]
+    flips = 0
+    for i in range(w.size):
+        moved = []
+        for sgn in (1, -1):
+            v = w.copy()
+            v[i] += sgn * h[i]
+            moved.append(np.any(ref_bases(list(v), M, "population")[0] != B0))
+        flips += any(moved)
+    assert flips >= 1
+    assert res.passed
+    for r in (r for r in res.rows if r.tensor == "W"):
+        assert r.kinks == flips and r.failed == 0, (r.form, r.kinks, flips)
