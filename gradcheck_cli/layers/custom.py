@@ -116,6 +116,7 @@ class Custom(Layer):
             "# impl: your FILE.py:Class (relative to this file) or package.module:Class. The class:\n"
             "#   __init__(**options); init_params(input_shape, rng) -> {name: array};\n"
             "#   forward(x, params) -> y; backward(dy, x, params) -> {'x': dL/dx, name: dL/dname}\n"
+            "#   optional: per_sample = True, structure(input_shape, name), kink_distance(x, params)\n"
             "# The example below is gradcheck_cli/layers/custom_example.py: copy it to start yours.\n"))
 
     # -- the user's object, loaded on first use (after make_layer has set `where`) -----------
