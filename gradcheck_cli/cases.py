@@ -242,8 +242,8 @@ class _Validator:
         if isinstance(x, dict):
             self.known_keys(x, ("shape", "data"), "input")
             if "data" in x and "shape" not in x:
-                return self._shape_of_npy(self.npy(x["data"], "input.data"), "input.data"), \
-                    self.npy(x["data"], "input.data")
+                data = self.npy(x["data"], "input.data")
+                return self.shape(list(self._shape_of_npy(data, "input.data")), "input.data"), data
             if "shape" not in x:
                 self.fail("input.shape", "missing (required)")
             return self.shape(x["shape"], "input.shape"), \

@@ -1,6 +1,7 @@
 """Command line: click commands only. Parse options, call the library, choose the renderer.
 
-Exit codes: 0 every check passed; 1 some gradient disagrees; 2 bad input or usage.
+Exit codes: 0 every check passed; 1 some gradient disagrees; 2 bad input or usage;
+3 a bug in gradcheck itself.
 """
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def main() -> None:
 
     A case (YAML) names the input shape, the layers and the loss; `gradcheck run` compares every
     entry of every layer's input and parameter gradients, in each derivation form, with central
-    differences. Exit code 0: all agree; 1: some gradient disagrees; 2: bad input.
+    differences. Exit code 0: all agree; 1: some gradient disagrees; 2: bad input; 3: a bug in
+    gradcheck.
     """
 
 
@@ -241,12 +243,15 @@ def validate(paths) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def sweep(case, eps, sample, form, plot_file, fmt) -> None:
     """Error versus step size for each tensor of CASE: tells truncation from rounding error."""
+    _one_blas_thread()
     import json
 
     from .cases import load
     from .check import tolerance
     from .sweep import plot, render, sweep as run_sweep
 
+    if plot_file and Path(plot_file).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise click.BadParameter("must end in .png, .pdf or .svg", param_hint="--plot")
     c = load(case)
     result = run_sweep(c, tuple(eps) or None, sample, form)
     if fmt == "json":

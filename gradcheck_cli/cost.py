@@ -37,8 +37,8 @@ def parse_bytes(text: str) -> int:
     if not m or m.group(2).lower() not in _UNITS:
         raise ValueError(f"not a size: {text!r} (write e.g. 2GiB, 500M or 1e9)")
     value = float(m.group(1)) * _UNITS[m.group(2).lower()]
-    if not value > 0:
-        raise ValueError(f"not a positive size: {text!r}")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"not a positive finite size: {text!r}")
     return int(value)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import kinks
 from .cases import Case
+from .errors import CaseError
 from .network import Network
 from .numeric import DEFAULT_EPS, central_differences, chunk_size
 
@@ -104,6 +105,8 @@ def sweep(case: Case, eps: tuple[float, ...] | None = None, sample: int | None =
     dt = net.dtype
     xs64, xs_dt = net.forward(np.float64), net.forward(dt)
     names = [f for layer in net.layers for f in layer.forms]
+    if form and form not in names:
+        raise CaseError(case.file, "forms", f"no layer of this case has the form asked for ({form})")
     use = form or next((f for f in ("correlation", "kron", "spray", "custom") if f in names), names[0])
     grads = net.backward(use, xs_dt, dt)
     dist = kinks.distances(net, xs64)
