@@ -232,10 +232,22 @@ class _Validator:
         return tuple(self.integer(s, f"{field}[{i}]", minimum=1) for i, s in enumerate(x))
 
     def npy(self, x: Any, field: str) -> Path:
+        """A .npy file of real numbers (its header is read here; its values when the case runs)."""
         p = self.base / self.string(x, field)
         if not p.is_file():
             self.fail(field, f"file not found: {p}")
+        dtype = self._read_npy(p, field).dtype
+        if dtype.kind not in "biuf":
+            self.fail(field, f"{p.name} holds {dtype} values; real numbers are needed")
         return p.resolve()
+
+    def _read_npy(self, p: Path, field: str):
+        import numpy as np
+
+        try:
+            return np.load(p, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's field error
+            self.fail(field, f"cannot read {p.name} as .npy: {exc}")
 
     # -- sections --------------------------------------------------------------------------
     def input(self, x: Any) -> tuple[tuple[int, ...], Path | None]:
@@ -243,20 +255,12 @@ class _Validator:
             self.known_keys(x, ("shape", "data"), "input")
             if "data" in x and "shape" not in x:
                 data = self.npy(x["data"], "input.data")
-                return self.shape(list(self._shape_of_npy(data, "input.data")), "input.data"), data
+                return self.shape(list(self._read_npy(data, "input.data").shape), "input.data"), data
             if "shape" not in x:
                 self.fail("input.shape", "missing (required)")
             return self.shape(x["shape"], "input.shape"), \
                 self.npy(x["data"], "input.data") if "data" in x else None
         return self.shape(x, "input"), None
-
-    def _shape_of_npy(self, p: Path, field: str) -> tuple[int, ...]:
-        import numpy as np
-
-        try:
-            return tuple(np.load(p, mmap_mode="r", allow_pickle=False).shape)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's field error
-            self.fail(field, f"cannot read {p.name} as .npy: {exc}")
 
     def layers(self, x: Any) -> tuple[LayerConfig, ...]:
         from . import registry

@@ -29,9 +29,6 @@ def _load_npy(path: Path, file: str, field: str) -> np.ndarray:
         a = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's field error
         raise CaseError(file, field, f"cannot read {path.name} as .npy: {exc}") from None
-    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
-            or a.dtype == np.bool_):
-        raise CaseError(file, field, f"{path.name} holds {a.dtype} values; real numbers are needed")
     if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
         raise CaseError(file, field, f"{path.name} holds NaN or Inf")
     return a

@@ -1,7 +1,7 @@
 """Bad input: every mistake is exit 2 with one or two lines naming the file and the field."""
 from __future__ import annotations
 
-import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -87,9 +87,7 @@ def test_bad_input_exit_2_names_file_and_field(tmp_path, key):
     text, field, words = BAD[key]
     p = _write(tmp_path, text)
     for cmd in ("validate", "run"):
-        t0 = time.perf_counter()
         res = CliRunner().invoke(main, [cmd, str(p)])
-        elapsed = time.perf_counter() - t0
         assert res.exit_code == 2, (key, cmd, res.output)
         assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit)
         out = res.output.strip()
@@ -100,7 +98,6 @@ def test_bad_input_exit_2_names_file_and_field(tmp_path, key):
             assert f": {field}: " in out, out
         for w in words:
             assert w in out, (w, out)
-        assert elapsed < 0.5, f"{key}: {elapsed:.2f} s"
 
 
 def test_missing_file_and_folder(tmp_path):
@@ -187,9 +184,11 @@ def test_case_too_big_for_memory_is_refused_before_allocating(tmp_path, monkeypa
     monkeypatch.setenv("GRADCHECK_MAX_MEMORY", "1GiB")
     p = _write(tmp_path, "input: [64, 64, 128, 128]\nlayers:\n"
                          "  - {type: conv2d, out_channels: 64, kernel: 3, padding: 1}\n")
-    t0 = time.perf_counter()
+    tracemalloc.start()
     res = CliRunner().invoke(main, [cmd, str(p)])
-    assert time.perf_counter() - t0 < 0.5
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20, f"{peak / 2**20:.0f} MiB allocated before the refusal"
     assert res.exit_code == 2 and not isinstance(res.exception, MemoryError)
     out = res.output.strip()
     assert len(out.splitlines()) == 1 and f"{p}: input: " in out

@@ -1,6 +1,8 @@
 """The verdict: kinks, float32, NaN/Inf, and wrong gradients that must fail where they are wrong."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -274,7 +276,7 @@ def test_correct_float32_network_passes(make_case, seed):
         {"type": "linear", "out_features": 20}, {"type": "relu"}, {"type": "linear", "out_features": 20},
         {"type": "tanh"}, {"type": "linear", "out_features": 4}, {"type": "sigmoid"}], loss="mse"))
     assert res.passed, [(r.label, r.form, r.note) for r in res.rows if not r.passed]
-    assert res.rtol, res.atol == DEFAULT_TOLERANCE["float32"]
+    assert (res.rtol, res.atol) == DEFAULT_TOLERANCE["float32"]
 
 
 def test_correct_float32_conv_passes(make_case):
@@ -326,8 +328,8 @@ def test_nan_and_inf_in_the_gradient_fail_and_are_named(make_case, temp_layer):
     for r in res.rows:
         assert not r.passed and r.failed >= 2 and "NaN/Inf" in r.note
         assert r.worst_index in ((0, 1), (1, 0))
-    doc = res.to_json()
-    assert "nan" in str(doc["checks"][0]["max_abs_error"]) or doc["checks"][0]["failed"] >= 2
+    doc = json.loads(json.dumps(res.to_json()))          # strict JSON: NaN written as a string
+    assert doc["checks"][0]["max_abs_error"] == "nan"
 
 
 def test_nan_in_the_forward_fails_and_is_named(tmp_path, make_case, temp_layer):
@@ -426,7 +428,7 @@ def test_structural_maxpool_ties_after_relu_pass():
     res = run_case(load(CASES / "relu-pool-generated.yaml"))
     assert res.passed
     assert all(r.kinks > 0 for r in rows_of(res, type="maxpool2d"))
-    assert res.resampled >= 0 and any(k.at_kink > 0 for k in res.kink_layers)
+    assert any(k.at_kink > 0 for k in res.kink_layers)
 
 
 def test_relu_at_zero_case_counts_every_zero():

@@ -251,3 +251,46 @@ def test_internal_error_is_exit_3_not_1(tmp_path, temp_layer, monkeypatch):
     assert res.exit_code == 3
     assert res.output.startswith("internal error: ValueError: shapes (3,4) and (5,2) not aligned")
     assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("array, expect", [
+    (np.array(["a", "b"]), "input.data: x.npy holds <U1 values; real numbers are needed"),
+    (np.array(1.0 + 2.0j).reshape(1, 1), "input.data: x.npy holds complex128 values"),
+    (np.array(3.0), "input.data: expected a non-empty list of sizes"),
+])
+def test_unusable_npy_data_is_bad_input(tmp_path, array, expect):
+    np.save(tmp_path / "x.npy", array)
+    case = write(tmp_path, "input: {data: x.npy}\nlayers:\n  - {type: tanh}\n")
+    for cmd in ("validate", "run"):
+        res = invoke(cmd, case)
+        assert res.exit_code == 2 and expect in res.output, (cmd, res.output)
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["run", "--max-memory", "1e400"], "not a positive finite size"),
+    (["sweep", "--plot", "p.xyz"], "--plot"),
+    (["sweep", "--form", "spray"], "no layer of this case has the form asked for (spray)"),
+])
+def test_bad_options_are_exit_2(tmp_path, args, expect):
+    case = write(tmp_path, "input: [2, 3]\nlayers:\n  - {type: sigmoid}\n")
+    res = invoke(*args, case)
+    assert res.exit_code == 2 and expect in res.output, res.output
+
+
+def test_unchecked_layers_in_markdown_and_junit(tmp_path):
+    case = write(tmp_path, "input: [3, 4]\nlayers:\n  - {type: tanh}\n  - {type: linear, out_features: 2}\n")
+    md, xml = tmp_path / "r.md", tmp_path / "r.xml"
+    res = invoke("run", case, "--form", "spray", "--format", "markdown", "--output", md, "--junit-xml", xml)
+    assert res.exit_code == 0
+    assert "Not checked: layers[0] (tanh)" in md.read_text()
+    skipped = ET.parse(xml).getroot().findall(".//skipped")
+    assert len(skipped) == 1 and "layers[0] (tanh)" in skipped[0].get("message")
+
+
+def test_saved_arrays_never_overwrite_each_other(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        write(tmp_path / sub, "name: same/name\ninput: [2, 3]\nlayers:\n  - {type: tanh}\n")
+    res = invoke("run", tmp_path, "--save-arrays", tmp_path / "out", "--format", "json")
+    assert res.exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["same_name-2.npz", "same_name.npz"]

@@ -320,7 +320,6 @@ def test_kernel_flipped_the_wrong_way_is_caught(bug):
     rows = _rows(res)
     assert not rows["x"].passed and rows["W"].passed and rows["b"].passed
     worst = rows["x"].worst[0]
-    assert tuple(worst.index) == rows["x"].worst_index
     assert abs(worst.analytic - worst.numerical) > 1e-3 * max(1.0, abs(worst.numerical))
 
 
@@ -359,10 +358,6 @@ def test_bias_not_summed_over_the_batch_is_caught(bug):
     rows = _rows(res)
     assert rows["x"].passed and rows["W"].passed and not rows["b"].passed
     assert rows["b"].failed == rows["b"].checked == 2
-
-
-def test_bug_fixture_cleans_up():
-    assert not [n for n in registry.LAYERS if n.startswith("conv2d_bug")]
 
 
 # ------------------------------------------------------------------------------------------

@@ -41,14 +41,23 @@ def culprit_line(result: CaseResult) -> str:
 
 
 def save_arrays(results: list[CaseResult], folder: str | Path) -> list[Path]:
-    """One ``<folder>/<case name>.npz`` per case."""
+    """One ``<folder>/<case name>.npz`` per case.
+
+    The name is made safe for a file name (anything but letters, digits, ``.``, ``_`` and ``-``
+    becomes ``_``), and a name that two cases share gets ``-2``, ``-3``, ... in case order, so
+    no case overwrites another's arrays.
+    """
+    import re
+
     import numpy as np
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths, seen = [], {}
     for r in results:
-        p = folder / f"{r.name}.npz"
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", r.name).lstrip(".") or "case"
+        seen[stem] = seen.get(stem, 0) + 1
+        p = folder / (f"{stem}.npz" if seen[stem] == 1 else f"{stem}-{seen[stem]}.npz")
         np.savez(p, **r.arrays)
         paths.append(p)
     return paths

@@ -8,11 +8,17 @@ from . import fmt, reproduce
 
 
 def render(results: list[CaseResult]) -> str:
-    suites = ET.Element("testsuites", name="gradcheck", tests=str(sum(len(r.rows) for r in results)),
+    suites = ET.Element("testsuites", name="gradcheck",
+                        tests=str(sum(len(r.rows) + len(r.unchecked) for r in results)),
                         failures=str(sum(not row.passed for r in results for row in r.rows)))
     for r in results:
-        suite = ET.SubElement(suites, "testsuite", name=r.name, tests=str(len(r.rows)),
-                              failures=str(sum(not row.passed for row in r.rows)), file=r.file)
+        suite = ET.SubElement(suites, "testsuite", name=r.name, tests=str(len(r.rows) + len(r.unchecked)),
+                              failures=str(sum(not row.passed for row in r.rows)),
+                              skipped=str(len(r.unchecked)), file=r.file)
+        for i, kind in r.unchecked:
+            case = ET.SubElement(suite, "testcase", classname=f"gradcheck.{r.name}",
+                                 name=f"layers[{i}]", file=r.file)
+            ET.SubElement(case, "skipped", message=f"layers[{i}] ({kind}) has none of the forms asked for")
         for row in r.rows:
             case = ET.SubElement(suite, "testcase", classname=f"gradcheck.{r.name}",
                                  name=f"{row.label}[{row.form}]", file=r.file)

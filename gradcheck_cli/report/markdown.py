@@ -24,6 +24,8 @@ def render(results: list[CaseResult]) -> str:
                               row.checked, fmt(row.max_abs_error), fmt(row.max_rel_error),
                               list(row.worst_index), row.failed, row.kinks,
                               "pass" if row.passed else "**FAIL**", row.note.replace("|", "\\|")]))
+        for i, kind in r.unchecked:
+            out.append(f"\nNot checked: layers[{i}] ({kind}) has none of the forms asked for.")
         if r.agreement:
             a = max(r.agreement, key=lambda a: a.max_rel_diff)
             out.append(f"\nLargest difference between forms: {fmt(a.max_abs_diff)} "
