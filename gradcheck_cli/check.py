@@ -33,7 +33,7 @@ from . import kinks
 from .cases import Case
 from .errors import CaseError, GradcheckError
 from .network import Network
-from .numeric import NOISE_FACTOR, U64, Numerical
+from .numeric import NOISE_FACTOR, U64, Numerical, json_number as _num
 
 # (rtol, atol) per dtype; docs/verdicts.md says why
 DEFAULT_TOLERANCE = {"float64": (1e-6, 1e-9), "float32": (1e-3, 1e-5)}
@@ -147,12 +147,6 @@ class CaseResult:
                 "kink_distance": {"resampled_samples": self.resampled,
                                   "layers": [k.to_json() for k in self.kink_layers]},
                 "unchecked_layers": [{"layer": i, "type": t} for i, t in self.unchecked]}
-
-
-def _num(x: float) -> float | str:
-    """JSON has no NaN/Inf: write them as strings."""
-    x = float(x)
-    return x if np.isfinite(x) else str(x)
 
 
 def tolerance(case: Case) -> tuple[float, float]:
@@ -409,7 +403,6 @@ def refine(net: Network, i: int, t: str, xs: list[np.ndarray], base: np.ndarray,
     if coloured is not None:
         L0, out, evaluations = coloured
         return Refined(L0, out[0], out[1], out[2], out[3], step, step / REFINE, evaluations)
-    out = np.empty((4, k, 0))
     L0 = per_sample_losses(net, i, t, flat.reshape(1, *base.shape), xs)[0]
     per = max(1, chunk // 2)
     parts = []

@@ -267,11 +267,16 @@ def sweep(case, eps, sample, form, plot_file, fmt) -> None:
 
 @main.command(name="list")
 def list_layers() -> None:
-    """List the layers and, for each, its gradient forms (n/a with the reason)."""
+    """List the layers: their options, and each gradient form (n/a with the reason)."""
     from .registry import FORMS, layers
 
     for name, spec in sorted(layers().items()):
         click.echo(f"{name}: {spec.cls.summary}")
+        for o in spec.cls.options:
+            shown = {True: "true", False: "false", None: "none"}.get(o.default, o.default) \
+                if isinstance(o.default, (bool, type(None))) else o.default
+            default = "required" if o.required else f"default {shown}"
+            click.echo(f"  option {o.name} ({default}): {o.help}")
         for f in FORMS:
             if f in spec.forms:
                 click.echo(f"  {f:<12} seed {spec.forms[f].seed}")

@@ -18,10 +18,10 @@ import re
 import numpy as np
 
 from .errors import GradcheckError
-from .numeric import OWNER_MAX
+from .numeric import DEFAULT_BUDGET, OWNER_MAX
 
 OVERHEAD = 100 * 2**20          # the interpreter with numpy, scipy.sparse, click, rich
-CHUNK_BUDGET = 256 * 2**20      # perturbed copies alive at once, when memory allows
+CHUNK_BUDGET = DEFAULT_BUDGET   # perturbed copies alive at once, when memory allows
 ENV = "GRADCHECK_MAX_MEMORY"
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6,
           "mib": 2**20, "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}

@@ -23,6 +23,8 @@ import dataclasses
 
 import numpy as np
 
+from .numeric import json_number as _num
+
 KINK_MARGIN = 1e-3   # relative to the rms of the layer's input
 MAX_REDRAWS = 32
 
@@ -42,12 +44,6 @@ class LayerKinks:
         return {"layer": self.layer, "type": self.type, "nearest": _num(self.nearest),
                 "margin": _num(self.margin), "within_margin": self.within_margin,
                 "at_kink": self.at_kink}
-
-
-def _num(x: float) -> float | str:
-    """JSON has no Inf (a layer whose entries are in no window is infinitely far from a kink)."""
-    x = float(x)
-    return x if np.isfinite(x) else str(x)
 
 
 def distances(net, xs: list[np.ndarray]) -> list[np.ndarray | None]:

@@ -54,6 +54,12 @@ class Numerical:
     method: str = "per-entry"          # "coloured (C colours)" or "per-entry"
 
 
+def json_number(x: float) -> float | str:
+    """A float for JSON, which has no NaN/Inf: those are written as strings ("nan", "inf")."""
+    x = float(x)
+    return x if np.isfinite(x) else str(x)
+
+
 def steps(v: np.ndarray, eps: float | None) -> np.ndarray:
     """Step per entry, scaled to the entry's magnitude."""
     return (eps or DEFAULT_EPS) * np.maximum(1.0, np.abs(v))

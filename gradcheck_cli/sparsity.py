@@ -61,7 +61,7 @@ def colour_columns(S, cols: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     if S is None:
         return np.arange(n), n
     S = S.tocsc()
-    if cols is not None and n != n_all:
+    if n != n_all:
         S = S[:, cols]
     indptr, indices = S.indptr, S.indices
     M = S.shape[0]

@@ -22,7 +22,7 @@ from . import kinks
 from .cases import Case
 from .errors import CaseError
 from .network import Network
-from .numeric import DEFAULT_EPS, central_differences, chunk_size
+from .numeric import DEFAULT_EPS, central_differences, chunk_size, json_number
 
 EPS_GRID = tuple(10.0 ** -k for k in range(2, 11))
 DEFAULT_SAMPLE = 64
@@ -74,9 +74,8 @@ class SweepRow:
         eps, err = self.best
         return {"layer": self.layer, "type": self.type, "tensor": self.tensor, "form": self.form,
                 "checked": self.checked, "left_out_on_kink": self.on_kink, "eps": list(self.eps),
-                "errors": [e if np.isfinite(e) else str(e) for e in self.errors],
-                "best_eps": eps if np.isfinite(eps) else str(eps),
-                "best_error": err if np.isfinite(err) else str(err)}
+                "errors": [json_number(e) for e in self.errors],
+                "best_eps": json_number(eps), "best_error": json_number(err)}
 
 
 @dataclasses.dataclass

@@ -146,6 +146,8 @@ def test_list_shows_forms_and_na_reasons():
     res = invoke("list")
     assert res.exit_code == 0
     assert "linear:" in res.output and "n/a:" in res.output and "seed 001" in res.output
+    assert "option out_features (required): number of outputs C" in res.output
+    assert "option bias (default true): add b" in res.output
 
 
 @pytest.mark.parametrize("name", sorted(layers()))

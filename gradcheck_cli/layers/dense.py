@@ -164,9 +164,9 @@ class Sigmoid(Elementwise):
     def sigma(x):
         return 0.5 * (1 + np.tanh(0.5 * x))                 # overflow-free logistic
 
-    @staticmethod
-    def dsigma(x):
-        s = 0.5 * (1 + np.tanh(0.5 * x))
+    @classmethod
+    def dsigma(cls, x):
+        s = cls.sigma(x)
         return s * (1 - s)
 
 
