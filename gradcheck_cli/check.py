@@ -380,14 +380,8 @@ class Refined:
 
 def per_sample_losses(net: Network, i: int, t: str, values: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
     """The terms of L for K values of layer i's tensor t: (K, N + 1), samples then regularizer."""
-    K = values.shape[0]
-    if t == "x":
-        h = net._run_folded(i, values, K)
-    else:
-        h = net._run_folded(i + 1, net.layers[i].forward_stacked(xs[i], net.params[i], t, values), K)
-    terms = net.loss.per_sample_stacked(h)
-    reg = np.broadcast_to(np.asarray(net.reg_value((i, t, values) if t != "x" else None), float), (K,))
-    return np.concatenate([terms, reg[:, None]], axis=1)
+    terms = net.loss.per_sample_stacked(net.stacked_outputs(i, t, values, xs))
+    return np.concatenate([terms, net.stacked_reg(i, t, values)[:, None]], axis=1)
 
 
 def refine(net: Network, i: int, t: str, xs: list[np.ndarray], base: np.ndarray, index: np.ndarray,

@@ -139,36 +139,27 @@ class Network:
             dy = g["x"]
         return grads
 
-    def stacked_loss(self, i: int, tensor: str, values: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
-        """L for K values of layer i's ``tensor`` (x or a parameter): values (K, *shape) -> (K,).
+    def stacked_outputs(self, i: int, tensor: str, values: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
+        """The network's output (K, N, ...) for K values of layer i's ``tensor`` (x or a parameter),
+        values (K, *shape). The callers reduce it (the loss, its terms, per-sample losses).
 
         Only layers i.. run again (the inputs of the layers before do not change). Copies are
         folded into the batch axis when every later layer is per-sample.
         """
         K = values.shape[0]
-        layer, p = self.layers[i], self.params[i]
         if tensor == "x":
-            h = self._run_folded(i, values, K)
-        else:
-            out = layer.forward_stacked(xs[i], p, tensor, values)
-            h = self._run_folded(i + 1, out, K)
-        total = self.loss.value_stacked(h)
-        return total + self.reg_value((i, tensor, values) if tensor != "x" else None)
+            return self._run_folded(i, values, K)
+        out = self.layers[i].forward_stacked(xs[i], self.params[i], tensor, values)
+        return self._run_folded(i + 1, out, K)
 
-    def stacked_terms(self, i: int, tensor: str, values: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
-        """Loss terms (K, N, M) for K values of layer i's ``tensor``, without the regulariser.
+    def stacked_reg(self, i: int, tensor: str, values: np.ndarray) -> np.ndarray:
+        """The regulariser (K,) for K values of layer i's ``tensor`` (constant for x)."""
+        reg = self.reg_value((i, tensor, values) if tensor != "x" else None)
+        return np.broadcast_to(np.asarray(reg, dtype=np.float64), (values.shape[0],))
 
-        Like :meth:`stacked_loss`, but returns the terms that add up to L (one per output entry
-        for entrywise losses, one per sample otherwise), so the numerical check can tell which
-        terms a perturbation moved.
-        """
-        K = values.shape[0]
-        if tensor == "x":
-            h = self._run_folded(i, values, K)
-        else:
-            out = self.layers[i].forward_stacked(xs[i], self.params[i], tensor, values)
-            h = self._run_folded(i + 1, out, K)
-        return self.loss.terms_stacked(h)
+    def stacked_loss(self, i: int, tensor: str, values: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
+        """L for K values of layer i's ``tensor``: values (K, *shape) -> (K,)."""
+        return self.loss.value_stacked(self.stacked_outputs(i, tensor, values, xs)) + self.stacked_reg(i, tensor, values)
 
     def base_terms(self, xs: list[np.ndarray]) -> np.ndarray:
         """Loss terms (N, M) at the unperturbed point."""

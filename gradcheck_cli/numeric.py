@@ -268,7 +268,7 @@ def region_sums(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, deltas: np.n
         V[:] = flat
         for s in range(n_rows):                     # copy s*k + kl: colour c0 + kl moved by deltas[s]
             V[s * k + kl, j] += deltas[s, sel]
-        T = net.stacked_terms(i, t, V.reshape(n_rows * k, *base.shape), xs)   # (S k, N, M)
+        T = net.loss.terms_stacked(net.stacked_outputs(i, t, V.reshape(n_rows * k, *base.shape), xs))  # (S k, N, M)
         del V
         D = T - T0
         if not p.shared:
@@ -375,7 +375,8 @@ def _probe(net, p: Plan, xs, T0: np.ndarray, flat: np.ndarray, h: np.ndarray) ->
     V[:] = flat
     for q, at in enumerate(sets):
         V[q, p.index[at]] += h[at]
-    D = net.stacked_terms(p.layer, p.tensor, V.reshape(k, *net.value_of(p.layer, p.tensor, xs).shape), xs) - T0
+    shape = net.value_of(p.layer, p.tensor, xs).shape
+    D = net.loss.terms_stacked(net.stacked_outputs(p.layer, p.tensor, V.reshape(k, *shape), xs)) - T0
     inside = np.zeros(D.shape, dtype=bool)                # (k, N, M)
     E = p.per_sample_size
     S = p.structure.tocsc() if p.structure is not None else None
