@@ -225,7 +225,7 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
         # one refinement (steps h/8) shared by the forms, for every entry some form needs judged again
         need = np.zeros(len(idx), dtype=bool)
         for f in own:
-            need |= _needs_refinement(analytic[f].reshape(-1)[idx], numer, L0, rtol, atol,
+            need |= _needs_refinement(analytic[f].reshape(-1)[idx], numer, rtol, atol,
                                       extra.get(f), struct)
         fine = None
         if need.any():
@@ -233,9 +233,9 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
             evaluations += fine.evaluations
         for f in own:
             a = analytic[f]
-            row = _judge(i, layer.type_name, t, f, a, numer, L0, rtol, atol, extra.get(f), fine, need, struct)
+            row = _judge(i, layer.type_name, t, f, a, numer, rtol, atol, extra.get(f), fine, need, struct)
             if f in grads64 and not row.passed:
-                row.note = _float32_note(row, i, layer.type_name, t, f, grads64[f][i][t], numer, L0,
+                row.note = _float32_note(row, i, layer.type_name, t, f, grads64[f][i][t], numer,
                                          fine, need, struct, case)
             layer_note = layer.row_note(t, f, a.reshape(-1)[idx], numer.values)
             row.note = "; ".join(s for s in (row.note, layer_note) if s)
@@ -320,10 +320,10 @@ def float32_error(net: Network, form: str, xs64: list[np.ndarray],
 
 
 def _float32_note(row: Row, i: int, type_name: str, t: str, f: str, a64: np.ndarray,
-                  numer: Numerical, L0: float, fine, need, struct, case: Case) -> str:
+                  numer: Numerical, fine, need, struct, case: Case) -> str:
     """Say whether a float32 failure exists only in float32: judge the same form run in float64."""
     rtol, atol = DEFAULT_TOLERANCE["float64"]
-    r64 = _judge(i, type_name, t, f, np.asarray(a64, np.float64), numer, L0, rtol, atol, None,
+    r64 = _judge(i, type_name, t, f, np.asarray(a64, np.float64), numer, rtol, atol, None,
                  fine, need, struct)
     lead = f"{row.note}; " if row.note else ""
     if r64.passed:
@@ -346,13 +346,13 @@ def _threshold(a, n, noise, rtol, atol, extra):
     return thr if extra is None else thr + extra
 
 
-def _needs_refinement(a, numer: Numerical, L0: float, rtol, atol, extra, struct) -> np.ndarray:
+def _needs_refinement(a, numer: Numerical, rtol, atol, extra, struct) -> np.ndarray:
     """Entries that fail the central test and that a kink could explain."""
     n = numer.values
     err = np.abs(a - n)
     thr = _threshold(a, n, numer.noise, rtol, atol, extra)
     fails = ~(err <= thr) & np.isfinite(a) & np.isfinite(n)
-    gap = np.abs(numer.plus + numer.minus - 2 * L0) / numer.step   # |right - left|
+    gap = np.abs(numer.dplus + numer.dminus) / numer.step   # |right - left|, from the local differences
     explainable = gap >= 0.1 * err           # the one-sided differences disagree: maybe a kink
     if struct is not None:
         explainable |= struct
@@ -440,7 +440,7 @@ def _kink_pass(a, n, fine: Refined, pos: np.ndarray, rtol, atol, extra):
 
 
 def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Numerical,
-           L0: float, rtol: float, atol: float, extra: np.ndarray | None = None,
+           rtol: float, atol: float, extra: np.ndarray | None = None,
            fine: Refined | None = None, need: np.ndarray | None = None,
            struct: np.ndarray | None = None) -> Row:
     """One row: the central test, then the kink rule for the entries ``need`` (refined in ``fine``)."""
@@ -455,7 +455,7 @@ def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Nu
     kink = np.zeros_like(bad) if struct is None else struct.copy()
     by_kink = np.zeros_like(bad)              # failed the central test, passed by the kink rule
     if fine is not None and need is not None and bad.any():
-        mine = _needs_refinement(a, numer, L0, rtol, atol, extra, struct) & need
+        mine = _needs_refinement(a, numer, rtol, atol, extra, struct) & need
         if mine.any():
             pos = np.flatnonzero(mine)
             ok = _kink_pass(a, n, fine.subset(np.searchsorted(np.flatnonzero(need), pos)), pos,

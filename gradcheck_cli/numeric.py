@@ -46,12 +46,10 @@ class Numerical:
     values: np.ndarray
     noise: np.ndarray          # estimated rounding error of each value
     step: np.ndarray
-    plus: np.ndarray           # L(v + h e_j)
-    minus: np.ndarray          # L(v - h e_j)
+    dplus: np.ndarray          # L(v + h e_j) - L(v): coloured, summed over j's region only
+    dminus: np.ndarray         # L(v - h e_j) - L(v)
     evaluations: int           # forward evaluations (copies) spent
-    dplus: np.ndarray | None = None    # L(v + h e_j) - L(v), summed over the moved terms only
-    dminus: np.ndarray | None = None   # L(v - h e_j) - L(v)
-    method: str = "per-entry"          # "coloured (C colours)" or "per-entry"
+    method: str = "per-entry"  # "coloured (C colours)" or "per-entry"
 
 
 def json_number(x: float) -> float | str:
@@ -66,9 +64,10 @@ def steps(v: np.ndarray, eps: float | None) -> np.ndarray:
 
 
 def central_differences(f: Callable[[np.ndarray], np.ndarray], base: np.ndarray,
-                        index: np.ndarray, eps: float | None = None, chunk: int = 64,
+                        index: np.ndarray, L0: float, eps: float | None = None, chunk: int = 64,
                         progress: Callable[[int], None] | None = None) -> Numerical:
-    """dL/dv_j for every flat index j in ``index``; ``f`` maps (K, *shape) values to (K,) losses."""
+    """dL/dv_j for every flat index j in ``index``; ``f`` maps (K, *shape) values to (K,) losses,
+    ``L0`` is the loss at ``base``."""
     base = np.asarray(base, dtype=np.float64)
     flat = base.reshape(-1)
     h = steps(flat[index], eps)
@@ -88,7 +87,7 @@ def central_differences(f: Callable[[np.ndarray], np.ndarray], base: np.ndarray,
             progress(k)
     values = (plus - minus) / (2 * h)
     noise = NOISE_FACTOR * U64 * (np.abs(plus) + np.abs(minus)) / (2 * h)
-    return Numerical(index, values, noise, h, plus, minus, 2 * n)
+    return Numerical(index, values, noise, h, plus - L0, minus - L0, 2 * n)
 
 
 def chunk_size(bytes_per_copy: int, n: int, budget: int = DEFAULT_BUDGET) -> int:
@@ -193,12 +192,12 @@ def _owners(S, cols: np.ndarray, colour: np.ndarray, colours: int) -> np.ndarray
     return owner
 
 
-def coloured_differences(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0: float,
+def coloured_differences(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray,
                          eps: float | None = None, budget: int = DEFAULT_BUDGET,
                          progress: Callable[[int], None] | None = None) -> Numerical:
     """Central differences of the entries of ``p`` with ``p.colours`` pairs of copies.
 
-    ``T0``: the loss terms (N, M) at the unperturbed point; ``L0``: the loss there.
+    ``T0``: the loss terms (N, M) at the unperturbed point.
     Raises :class:`StructureViolated` when a copy moved a term outside its perturbed regions.
     """
     i, t = p.layer, p.tensor
@@ -215,7 +214,7 @@ def coloured_differences(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0:
         dplus, dminus, absum = dplus + (up - reg), dminus + (down - reg), absum + up + down
     values = (dplus - dminus) / (2 * h)
     noise = NOISE_FACTOR * U64 * absum / (2 * h)
-    return Numerical(idx, values, noise, h, L0 + dplus, L0 + dminus, 2 * p.colours + probes, dplus, dminus,
+    return Numerical(idx, values, noise, h, dplus, dminus, 2 * p.colours + probes,
                      f"coloured ({p.colours} colours)")
 
 
@@ -414,7 +413,7 @@ def differentiate(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0: float,
                 progress(k)
 
         try:
-            return coloured_differences(net, p, xs, T0, L0, eps, budget, counted)
+            return coloured_differences(net, p, xs, T0, eps, budget, counted)
         except StructureViolated:
             if progress and reported:
                 progress(-reported)          # the entries are evaluated again below
@@ -423,5 +422,5 @@ def differentiate(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0: float,
     i, t = p.layer, p.tensor
     base = net.value_of(i, t, xs)
     size = 2 * copy_bytes(net, i, t)
-    return central_differences(lambda V: net.stacked_loss(i, t, V, xs), base, p.index, eps,
+    return central_differences(lambda V: net.stacked_loss(i, t, V, xs), base, p.index, L0, eps,
                                max(1, budget // max(1, size)), progress)

@@ -111,6 +111,7 @@ def sweep(case: Case, eps: tuple[float, ...] | None = None, sample: int | None =
     dist = kinks.distances(net, xs64)
     rng = np.random.default_rng([case.seed, 1])
     per_copy = 8 * sum(int(np.prod(s)) for s in net.shapes) * 3
+    L0 = float(net.loss.value(xs64[-1]) + net.reg_value())
     rows = []
     for i, t in net.tensors():
         layer = net.layers[i]
@@ -126,7 +127,7 @@ def sweep(case: Case, eps: tuple[float, ...] | None = None, sample: int | None =
         scale = float(np.max(np.abs(a), initial=0.0)) or 1.0
         errors = []
         for e in eps:
-            num = central_differences(lambda V, i=i, t=t: net.stacked_loss(i, t, V, xs64), base, idx, e,
+            num = central_differences(lambda V, i=i, t=t: net.stacked_loss(i, t, V, xs64), base, idx, L0, e,
                                       chunk_size(per_copy + base.nbytes, len(idx)))
             with np.errstate(invalid="ignore"):
                 errors.append(float(np.max(np.abs(a - num.values), initial=0.0) / scale))

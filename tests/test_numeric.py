@@ -299,3 +299,21 @@ def test_kink_refinement_of_x_is_coloured_and_matches_one_entry_per_copy(make_ca
         want = per_sample_losses(net, 2, "x", V.reshape(4, *xs[2].shape), xs)
         got = np.stack([fine.plus[q], fine.minus[q], fine.plus_fine[q], fine.minus_fine[q]])
         np.testing.assert_allclose(got - fine.base, want - fine.base, rtol=1e-9, atol=1e-13)
+
+
+def test_coloured_one_sided_gap_is_the_region_s_own_second_difference(make_case):
+    """dplus + dminus of a coloured entry is read off its own region (one term of tanh + mse),
+    not as L(v+h) + L(v-h) - 2 L(v): that brings back a round-off of u |L| / h from all terms."""
+    net = Network.build(make_case(name="g", seed=5, input=[16, 64], layers=[{"type": "tanh"}],
+                                  loss={"type": "mse", "reduction": "sum"}))
+    p, numer = numerical(net, 0, "x")
+    assert numer.method.startswith("coloured")
+    x, t = net.x0.reshape(-1), net.loss.target.reshape(-1)
+    h = EPS * np.maximum(1.0, np.abs(x))
+
+    def f(v):
+        return 0.5 * (np.tanh(v) - t) ** 2
+
+    second = f(x + h) + f(x - h) - 2 * f(x)
+    term = float(np.max(f(x)))
+    np.testing.assert_allclose(numer.dplus + numer.dminus, second[numer.index], rtol=0, atol=16 * numeric.U64 * term)
