@@ -16,7 +16,9 @@ What makes it fast is that one forward evaluation serves many entries:
 * Guards against a layer whose declared structure is too small: three random halves of colours
   per tensor are also perturbed, each in a copy of its own ("probes", :func:`_probe_sets`), and
   every copy is checked for loss terms that moved outside its perturbed regions; if any did,
-  that tensor is redone with one entry per copy (:func:`central_differences`). Layers that mix samples are always checked that way.
+  that tensor is redone with one entry per copy (:func:`central_differences`). Layers that mix
+  samples are always checked that way, and so is a tensor whose region is every term (a
+  parameter without structure, or x of a batch of one): nothing to share, nothing to probe.
 
 Rounding estimate (``noise``): 32 u (|L(v+h)| + |L(v-h)|) / 2h per entry for one entry per
 copy; for coloured entries the same with |L| replaced by the sum of |terms| in the entry's
@@ -143,6 +145,9 @@ def plan(net, i: int, tensor: str, index: np.ndarray) -> Plan:
     if not net.per_sample_from(i):
         return Plan(i, tensor, shape, index, np.arange(len(index)), len(index), False, None, "per-entry")
     S = net.structure(i, tensor)
+    if S is None and (tensor != "x" or shape[0] == 1):
+        # every entry's region is every term: nothing to share and nothing a probe could catch
+        return Plan(i, tensor, shape, index, np.arange(len(index)), len(index), False, None, "per-entry")
     if tensor != "x":
         colour, n = colour_columns(S, index)
         return Plan(i, tensor, shape, index, colour, n, False, S, "coloured")

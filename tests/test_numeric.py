@@ -84,8 +84,11 @@ def test_coloured_differences_equal_a_plain_loop(make_case, name):
     for i, t in net.tensors():
         p, numer = numerical(net, i, t)
         want = plain_loop(net, i, t, p.index)
-        assert numer.method.startswith("coloured"), (i, t)
         np.testing.assert_allclose(numer.values, want, rtol=1e-6, atol=1e-8, err_msg=f"{name} {i} {t}")
+        if t != "x" and net.structure(i, t) is None:     # a parameter without structure: no probes
+            assert numer.method == "per-entry" and numer.evaluations == p.evaluations == 2 * len(p.index)
+            continue
+        assert numer.method.startswith("coloured"), (i, t)
         assert numer.evaluations == p.evaluations == 2 * p.colours + len(numeric._probe_positions(len(p.index)))
         assert np.all(numer.noise >= 0) and np.all(numer.noise < 1e-6)
 
@@ -317,3 +320,19 @@ def test_coloured_one_sided_gap_is_the_region_s_own_second_difference(make_case)
     second = f(x + h) + f(x - h) - 2 * f(x)
     term = float(np.max(f(x)))
     np.testing.assert_allclose(numer.dplus + numer.dminus, second[numer.index], rtol=0, atol=16 * numeric.U64 * term)
+
+
+def test_a_parameter_without_structure_spends_no_probes(make_case):
+    """linear + cross_entropy: every entry of b reaches every term, so probes could catch nothing;
+    b costs 2 evaluations per entry (it took 2 n + 3 with probes)."""
+    net = Network.build(make_case(name="ce", seed=2, input=[4, 5], loss="cross_entropy",
+                                  layers=[{"type": "linear", "out_features": 3}]))
+    for t in ("W", "b"):
+        p, numer = numerical(net, 0, t)
+        assert p.method == "per-entry" and numer.evaluations == 2 * len(p.index)
+        np.testing.assert_allclose(numer.values, plain_loop(net, 0, t, p.index), rtol=1e-7, atol=1e-9)
+    assert numerical(net, 0, "b")[1].evaluations == 6
+    one = Network.build(make_case(name="ce1", seed=2, input=[1, 5], loss="cross_entropy",
+                                  layers=[{"type": "linear", "out_features": 3}]))
+    p, numer = numerical(one, 0, "x")                    # one sample: x has nothing to share either
+    assert p.method == "per-entry" and numer.evaluations == 2 * 5
