@@ -116,7 +116,7 @@ class CaseResult:
     atol: float
     rows: list[Row]
     agreement: list[Agreement]
-    evaluations: int
+    evaluations: int            # perturbed copies actually run (Network.copies)
     sample: int | None = None
     arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
     kink_layers: list[kinks.LayerKinks] = dataclasses.field(default_factory=list)
@@ -202,7 +202,8 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
     T0 = net.base_terms(xs64)
     dist = kinks.distances(net, xs64)
 
-    rows, agreement, evaluations = [], [], 0
+    rows, agreement = [], []
+    copies_before = net.copies
     arrays = _base_arrays(net)
     for i, t in tensors:
         layer = net.layers[i]
@@ -217,7 +218,6 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
 
         numer = numeric.differentiate(net, plans[(i, t)], xs64, T0, L0, case.eps, est.budget, tick)
         chunk = max(1, est.budget // max(1, 2 * cost.copy_bytes(net, i, t)))   # refine: 2 chunk copies a call
-        evaluations += numer.evaluations
         struct = (dist[i].reshape(-1)[idx] <= numer.step) if t == "x" and dist[i] is not None else None
         own = [f for f in form_names if f in layer.forms]
         analytic = {f: np.asarray(grads[f][i][t], dtype=np.float64) for f in own}
@@ -230,7 +230,6 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
         fine = None
         if need.any():
             fine = refine(net, i, t, xs64, base, idx[need], numer.step[need], chunk)
-            evaluations += fine.evaluations
         for f in own:
             a = analytic[f]
             row = _judge(i, layer.type_name, t, f, a, numer, rtol, atol, extra.get(f), fine, need, struct)
@@ -247,7 +246,7 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
         if len(own) > 1:
             agreement.append(_agreement(i, t, [(f, grads[f][i][t]) for f in own]))
     return CaseResult(case.name, case.file, case.seed, case.dtype, rtol, atol, rows, agreement,
-                      evaluations, sample, arrays, kinks.report(net, xs64, margins), resampled,
+                      net.copies - copies_before, sample, arrays, kinks.report(net, xs64, margins), resampled,
                       [(i, net.layers[i].type_name) for i in skipped])
 
 
@@ -371,11 +370,10 @@ class Refined:
     minus_fine: np.ndarray
     step: np.ndarray
     step_fine: np.ndarray
-    evaluations: int
 
     def subset(self, k: np.ndarray) -> "Refined":
         return Refined(self.base, self.plus[k], self.minus[k], self.plus_fine[k], self.minus_fine[k],
-                       self.step[k], self.step_fine[k], 0)
+                       self.step[k], self.step_fine[k])
 
 
 def per_sample_losses(net: Network, i: int, t: str, values: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
@@ -395,8 +393,8 @@ def refine(net: Network, i: int, t: str, xs: list[np.ndarray], base: np.ndarray,
     # entries of x with disjoint regions share copies (numeric.py); else one entry per copy below
     coloured = numeric.sample_terms(net, i, t, xs, index, steps, 2 * chunk * cost.copy_bytes(net, i, t))
     if coloured is not None:
-        L0, out, evaluations = coloured
-        return Refined(L0, out[0], out[1], out[2], out[3], step, step / REFINE, evaluations)
+        L0, out = coloured
+        return Refined(L0, out[0], out[1], out[2], out[3], step, step / REFINE)
     L0 = per_sample_losses(net, i, t, flat.reshape(1, *base.shape), xs)[0]
     per = max(1, chunk // 2)
     parts = []
@@ -407,7 +405,7 @@ def refine(net: Network, i: int, t: str, xs: list[np.ndarray], base: np.ndarray,
         V[np.arange(4 * m), np.tile(j, 4)] += steps[:, start:start + m].reshape(-1)
         parts.append(per_sample_losses(net, i, t, V.reshape(4 * m, *base.shape), xs).reshape(4, m, -1))
     out = np.concatenate(parts, axis=1)
-    return Refined(L0, out[0], out[1], out[2], out[3], step, step / REFINE, 4 * k)
+    return Refined(L0, out[0], out[1], out[2], out[3], step, step / REFINE)
 
 
 def _kink_pass(a, n, fine: Refined, pos: np.ndarray, rtol, atol, extra):

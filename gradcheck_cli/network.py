@@ -39,7 +39,8 @@ class Network:
     """Layers with parameter values, the input x0 and the bound loss, all in float64.
 
     ``dtype`` is the case's dtype: the analytic side runs in it; the numerical reference always
-    runs in float64 from the same values.
+    runs in float64 from the same values. ``copies`` counts every stacked value run through
+    :meth:`stacked_outputs`, so the forward evaluations reported are the ones actually run.
     """
 
     case: Case
@@ -48,6 +49,7 @@ class Network:
     x0: np.ndarray
     loss: BoundLoss
     shapes: list[tuple[int, ...]]
+    copies: int = 0     # perturbed copies of the batch run so far (forward evaluations)
 
     @property
     def dtype(self) -> np.dtype:
@@ -147,6 +149,7 @@ class Network:
         folded into the batch axis when every later layer is per-sample.
         """
         K = values.shape[0]
+        self.copies += K
         if tensor == "x":
             return self._run_folded(i, values, K)
         out = self.layers[i].forward_stacked(xs[i], self.params[i], tensor, values)

@@ -50,7 +50,6 @@ class Numerical:
     step: np.ndarray
     dplus: np.ndarray          # L(v + h e_j) - L(v): coloured, summed over j's region only
     dminus: np.ndarray         # L(v - h e_j) - L(v)
-    evaluations: int           # forward evaluations (copies) spent
     method: str = "per-entry"  # "coloured (C colours)" or "per-entry"
 
 
@@ -89,7 +88,7 @@ def central_differences(f: Callable[[np.ndarray], np.ndarray], base: np.ndarray,
             progress(k)
     values = (plus - minus) / (2 * h)
     noise = NOISE_FACTOR * U64 * (np.abs(plus) + np.abs(minus)) / (2 * h)
-    return Numerical(index, values, noise, h, plus - L0, minus - L0, 2 * n)
+    return Numerical(index, values, noise, h, plus - L0, minus - L0)
 
 
 def chunk_size(bytes_per_copy: int, n: int, budget: int = DEFAULT_BUDGET) -> int:
@@ -109,7 +108,8 @@ class Plan:
     """How the checked entries of one tensor are perturbed.
 
     Entries of one colour share a pair of perturbed copies (+h and -h); ``evaluations`` is
-    the number of forward evaluations (copies of the batch through the layers from i on).
+    the number of forward evaluations (copies of the batch through the layers from i on) the
+    plan runs when its structure holds: the estimate (what actually ran: ``Network.copies``).
     ``shared``: the tensor is a layer's input x and samples never mix, so entry (n, e) is
     perturbed in the copy of its colour together with the other samples' entries.
     """
@@ -209,7 +209,7 @@ def coloured_differences(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray,
     flat = np.asarray(net.value_of(i, t, xs), dtype=np.float64).reshape(-1)
     idx = p.index
     h = steps(flat[idx], eps)
-    probes = _probe(net, p, xs, T0, flat, h)
+    _probe(net, p, xs, T0, flat, h)
     moved, size = region_sums(net, p, xs, T0, np.stack([h, -h]), budget, progress)
     (dplus, dminus), absum = moved, size.sum(axis=0)
     reg = net.reg_terms(i, t, flat[idx])
@@ -219,8 +219,7 @@ def coloured_differences(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray,
         dplus, dminus, absum = dplus + (up - reg), dminus + (down - reg), absum + up + down
     values = (dplus - dminus) / (2 * h)
     noise = NOISE_FACTOR * U64 * absum / (2 * h)
-    return Numerical(idx, values, noise, h, dplus, dminus, 2 * p.colours + probes,
-                     f"coloured ({p.colours} colours)")
+    return Numerical(idx, values, noise, h, dplus, dminus, f"coloured ({p.colours} colours)")
 
 
 def _threshold(p: Plan, T0: np.ndarray) -> np.ndarray:
@@ -317,7 +316,7 @@ def region_sums(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, deltas: np.n
 def sample_terms(net, i: int, tensor: str, xs: list[np.ndarray], index: np.ndarray, deltas: np.ndarray,
                  budget: int = DEFAULT_BUDGET):
     """Per-sample losses l_n and the regulariser (last column) with entry index[q] of layer i's
-    input x moved by deltas[s, q], coloured: (base (N + 1,), terms (S, k, N + 1), evaluations).
+    input x moved by deltas[s, q], coloured: (base (N + 1,), terms (S, k, N + 1)).
 
     Entry j reaches only its own sample, so the other samples keep l_n(v) (the probes and the
     checks of region_sums enforce it). None when the plan is not coloured (parameters, layers
@@ -332,13 +331,13 @@ def sample_terms(net, i: int, tensor: str, xs: list[np.ndarray], index: np.ndarr
     base = np.append(T0.sum(axis=1), net.reg_value())
     flat = np.asarray(net.value_of(i, tensor, xs), dtype=np.float64).reshape(-1)
     try:
-        probes = _probe(net, p, xs, T0, flat, np.abs(deltas).max(axis=0))
+        _probe(net, p, xs, T0, flat, np.abs(deltas).max(axis=0))
         moved, _ = region_sums(net, p, xs, T0, deltas, budget)
     except StructureViolated:
         return None
     out = np.repeat(np.repeat(base[None, None], deltas.shape[0], axis=0), len(p.index), axis=1)
     out[:, np.arange(len(p.index)), p.index // p.per_sample_size] += moved
-    return base, out, deltas.shape[0] * p.colours + probes
+    return base, out
 
 
 def _probe_positions(n: int) -> np.ndarray:
@@ -369,10 +368,10 @@ def _probe_sets(p: Plan) -> list[np.ndarray]:
     return out
 
 
-def _probe(net, p: Plan, xs, T0: np.ndarray, flat: np.ndarray, h: np.ndarray) -> int:
+def _probe(net, p: Plan, xs, T0: np.ndarray, flat: np.ndarray, h: np.ndarray) -> None:
     """Perturb a few sets of entries (:func:`_probe_sets`) and check that no loss term outside
     their declared regions moved: a declared structure that is too small is caught even when one
-    colour's regions cover every term. Returns the forward evaluations spent."""
+    colour's regions cover every term."""
     sets = _probe_sets(p)
     k = len(sets)
     V = np.empty((k, flat.size))
@@ -400,7 +399,6 @@ def _probe(net, p: Plan, xs, T0: np.ndarray, flat: np.ndarray, h: np.ndarray) ->
     thr = _threshold(p, T0)
     if np.any((np.abs(D) > (thr if p.shared else np.broadcast_to(thr, T0.shape))) & ~inside):
         raise StructureViolated(f"layers[{p.layer}].{p.tensor}")
-    return k
 
 
 def differentiate(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0: float,

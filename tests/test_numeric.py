@@ -82,14 +82,16 @@ NETS = {
 def test_coloured_differences_equal_a_plain_loop(make_case, name):
     net = Network.build(make_case(name=name, seed=3, **NETS[name]))
     for i, t in net.tensors():
+        before = net.copies
         p, numer = numerical(net, i, t)
+        used = net.copies - before                       # forward evaluations actually run
         want = plain_loop(net, i, t, p.index)
         np.testing.assert_allclose(numer.values, want, rtol=1e-6, atol=1e-8, err_msg=f"{name} {i} {t}")
         if t != "x" and net.structure(i, t) is None:     # a parameter without structure: no probes
-            assert numer.method == "per-entry" and numer.evaluations == p.evaluations == 2 * len(p.index)
+            assert numer.method == "per-entry" and used == p.evaluations == 2 * len(p.index)
             continue
         assert numer.method.startswith("coloured"), (i, t)
-        assert numer.evaluations == p.evaluations == 2 * p.colours + len(numeric._probe_positions(len(p.index)))
+        assert used == p.evaluations == 2 * p.colours + len(numeric._probe_positions(len(p.index)))
         assert np.all(numer.noise >= 0) and np.all(numer.noise < 1e-6)
 
 
@@ -202,6 +204,27 @@ def test_a_structure_too_small_is_caught_and_redone_per_entry(make_case, temp_la
     assert sum(done) == len(p.index)          # progress is not counted twice after the fallback
 
 
+def test_copies_of_an_abandoned_colouring_are_counted(make_case, temp_layer):
+    """The probes that caught the wrong structure ran: they count in forward_evaluations."""
+    rows = []
+
+    class CountingMixer(Mixer):
+        def forward(self, x, params):
+            rows.append(x.shape[0])
+            return super().forward(x, params)
+
+    temp_layer("test-counting-mixer", CountingMixer)
+    case = make_case(name="m", input=[3, 6], layers=[{"type": "test-counting-mixer"}], loss="projection")
+    net = Network.build(case)
+    xs = net.forward()
+    rows.clear()
+    p = numeric.plan(net, 0, "x", np.arange(18))
+    numeric.differentiate(net, p, xs, net.base_terms(xs), float(net.loss.value(xs[-1])))
+    copies = sum(rows) // 3                   # batches of N = 3 rows through the layer
+    assert copies == net.copies == 3 + 2 * 18  # 3 probes (abandoned), then 2 per entry
+    assert run_case(case).evaluations == 3 + 2 * 18
+
+
 class BatchCentre(Layer):
     """y = x - mean over the batch: samples mix, so the check may not share copies."""
 
@@ -294,7 +317,7 @@ def test_kink_refinement_of_x_is_coloured_and_matches_one_entry_per_copy(make_ca
              np.sort(np.random.default_rng(1).choice(xs[2].size, picked, replace=False)))
     step = numeric.steps(xs[2].reshape(-1)[index], None)
     fine = refine(net, 2, "x", xs, xs[2], index, step, chunk=1000)
-    assert fine.evaluations < 4 * len(index)                 # copies shared by entries
+    assert net.copies < 4 * len(index)                       # copies shared by entries
     flat = xs[2].reshape(-1)
     for q, j in enumerate(index):                            # oracle: one entry per copy
         V = np.repeat(flat[None], 4, axis=0)
@@ -327,12 +350,12 @@ def test_a_parameter_without_structure_spends_no_probes(make_case):
     b costs 2 evaluations per entry (it took 2 n + 3 with probes)."""
     net = Network.build(make_case(name="ce", seed=2, input=[4, 5], loss="cross_entropy",
                                   layers=[{"type": "linear", "out_features": 3}]))
-    for t in ("W", "b"):
+    for t, n in (("W", 15), ("b", 3)):
+        before = net.copies
         p, numer = numerical(net, 0, t)
-        assert p.method == "per-entry" and numer.evaluations == 2 * len(p.index)
+        assert p.method == "per-entry" and net.copies - before == 2 * n
         np.testing.assert_allclose(numer.values, plain_loop(net, 0, t, p.index), rtol=1e-7, atol=1e-9)
-    assert numerical(net, 0, "b")[1].evaluations == 6
     one = Network.build(make_case(name="ce1", seed=2, input=[1, 5], loss="cross_entropy",
                                   layers=[{"type": "linear", "out_features": 3}]))
     p, numer = numerical(one, 0, "x")                    # one sample: x has nothing to share either
-    assert p.method == "per-entry" and numer.evaluations == 2 * 5
+    assert p.method == "per-entry" and one.copies == 2 * 5
