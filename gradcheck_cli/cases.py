@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 from pathlib import Path
 from types import MappingProxyType
@@ -55,6 +56,11 @@ class Case:
     atol: float | None = None
     eps: float | None = None
     description: str = ""
+
+    @functools.cached_property
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shapes between layers, from the input on: worked out once per case (:func:`check_shapes`)."""
+        return tuple(check_shapes(self))
 
 
 # ------------------------------------------------------------------------------------------
@@ -124,12 +130,13 @@ def from_dict(doc: Any, file: str = "<dict>", base_dir: str | Path = ".",
         eps=v.number(num["eps"], "numerical.eps", positive=True) if "eps" in num else None,
         description=v.string(doc.get("description", ""), "description"),
     )
-    check_shapes(case)
+    case.shapes         # noqa: B018 - the layers' shapes must chain (CaseError), kept for the run
     return case
 
 
 def check_shapes(case: Case) -> list[tuple[int, ...]]:
-    """Shapes between layers, from the input on; a CaseError at the first that does not chain."""
+    """Shapes between layers, from the input on; a CaseError at the first that does not chain.
+    Use ``case.shapes``, which keeps the result."""
     from .network import make_layer
 
     shapes = [case.input_shape]

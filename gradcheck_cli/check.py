@@ -166,8 +166,7 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
     """
     from . import cost, numeric
 
-    _preflight(case, memory_limit)
-    net = Network.build(case)
+    net = Network.build(case, _preflight(case, memory_limit))
     resampled, margins = kinks.keep_margin(net)
     rtol, atol = tolerance(case)
     dt = net.dtype
@@ -250,25 +249,27 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
                       [(i, net.layers[i].type_name) for i in skipped])
 
 
-def _preflight(case: Case, limit: int | None) -> None:
+def _preflight(case: Case, limit: int | None) -> list | None:
     """Refuse, from the shapes alone and before any array exists, a case whose network cannot
     even be built: float64 input, parameters and activations, held twice (the draws and the
-    forward), over ``limit`` bytes. The full estimate (cost.py) follows once it is built."""
+    forward), over ``limit`` bytes. The full estimate (cost.py) follows once it is built.
+    Returns the layers it made (for :meth:`Network.build`), None when there is no limit."""
     if limit is None:
-        return
-    from .cases import check_shapes
+        return None
     from .cost import ENV, human
     from .network import make_layer
 
-    shapes = check_shapes(case)
-    params = sum(int(np.prod(s)) for cfg, shape in zip(case.layers, shapes)
-                 for s in make_layer(cfg, case.file).param_shapes(shape).values())
+    shapes = case.shapes
+    layers = [make_layer(cfg, case.file) for cfg in case.layers]
+    params = sum(int(np.prod(s)) for layer, shape in zip(layers, shapes)
+                 for s in layer.param_shapes(shape).values())
     need = 2 * 8 * (sum(int(np.prod(s)) for s in shapes) + params)
     if need > limit:
         raise CaseError(case.file, "input",
                         f"the network alone needs about {human(need)} (input {list(case.input_shape)}, "
                         f"{params:,} parameters), over the memory limit of {human(limit)} "
                         f"(--max-memory / {ENV}); use a smaller batch or input")
+    return layers
 
 
 def _float64_side(net: Network, form_names: list[str], xs64: list[np.ndarray]):

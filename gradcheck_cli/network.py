@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import registry
-from .cases import Case, LayerConfig, check_shapes
+from .cases import Case, LayerConfig
 from .errors import CaseError
 from .losses import BoundLoss, get_loss
 from .registry import Layer
@@ -57,8 +57,11 @@ class Network:
 
     # -- building ------------------------------------------------------------------------
     @classmethod
-    def build(cls, case: Case) -> "Network":
-        shapes = check_shapes(case)
+    def build(cls, case: Case, layers: list[Layer] | None = None) -> "Network":
+        """Draw the input, parameters and target of ``case``. ``layers``: fresh instances of the
+        case's layers when the caller already made them (check.py's preflight), else made here."""
+        shapes = list(case.shapes)
+        made = layers or [make_layer(cfg, case.file) for cfg in case.layers]
         rng = np.random.default_rng(case.seed)
         dt = np.dtype(case.dtype)
         x0 = rng.standard_normal(case.input_shape)
@@ -68,8 +71,7 @@ class Network:
                 raise CaseError(case.file, "input.data",
                                 f"has shape {list(x0.shape)}, input.shape says {list(case.input_shape)}")
         layers, params = [], []
-        for cfg, shape in zip(case.layers, shapes):
-            layer = make_layer(cfg, case.file)
+        for cfg, layer, shape in zip(case.layers, made, shapes):
             p = layer.init_params(shape, rng)
             expected = layer.param_shapes(shape)
             for name, path in cfg.params.items():

@@ -98,8 +98,7 @@ def sweep(case: Case, eps: tuple[float, ...] | None = None, sample: int | None =
     from .cost import memory_limit
 
     eps = tuple(sorted(eps or EPS_GRID, reverse=True))
-    _preflight(case, memory_limit(None))
-    net = Network.build(case)
+    net = Network.build(case, _preflight(case, memory_limit(None)))
     kinks.keep_margin(net)
     dt = net.dtype
     xs64, xs_dt = net.forward(np.float64), net.forward(dt)

@@ -564,3 +564,24 @@ def test_json_is_strict_even_with_inf_distances_and_nan_gradients(make_case, tem
     doc = json.loads(text)
     assert doc["kink_distance"]["layers"][0]["nearest"] == "inf"
     assert not doc["passed"]
+
+
+def test_a_case_s_shapes_are_worked_out_once_and_its_layers_made_once_per_run(make_case, temp_layer):
+    """Validation works out the shapes; the preflight's layer instances are the network's."""
+    made, shaped = [], []
+
+    class CountedTanh(Tanh):
+        def __init__(self, **options):
+            super().__init__(**options)
+            made.append(self)
+
+        def output_shape(self, in_shape):
+            shaped.append(in_shape)
+            return super().output_shape(in_shape)
+
+    temp_layer("test-counted-tanh", CountedTanh)
+    case = make_case(name="once", input=[2, 3], layers=[{"type": "test-counted-tanh"}], loss="sum")
+    assert len(shaped) == 1 and len(made) == 1            # validation
+    res = run_case(case, memory_limit=2**32)
+    assert res.passed
+    assert len(shaped) == 1 and len(made) == 2            # the run: one instance, no shape work

@@ -126,7 +126,6 @@ def rule_gradients(case: Case, i: int, form: str, bases: int | None = None, scal
 # the sections
 # ------------------------------------------------------------------------------------------
 def setup(case: Case, i: int) -> dict[str, Any]:
-    from ..cases import check_shapes
     from ..layers.abc import STD_FORMULAS
     from ..network import Network
 
@@ -138,7 +137,7 @@ def setup(case: Case, i: int) -> dict[str, Any]:
     return {"case": case.name, "file": "bundled: gradcheck_cli/data/eq7-default.yaml" if bundled else case.file,
             "seed": case.seed, "dtype": case.dtype,
             "layer": i, "layers": [c.type for c in case.layers], "loss": case.loss,
-            "input_shape": list(check_shapes(case)[i]), "W_shape": list(W0.shape), "n": int(W0.size),
+            "input_shape": list(case.shapes[i]), "W_shape": list(W0.shape), "n": int(W0.size),
             "M": int(o["bases"]), "std": o["std"], "std_formula": STD_FORMULAS[o["std"]],
             "stride": list(layer.s), "padding": list(layer.p), "bias": bool(o["bias"]),
             "mean_W": a.mu, "std_W": a.sigma, "max_abs_W": float(np.max(np.abs(W0)))}
