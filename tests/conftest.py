@@ -7,6 +7,23 @@ import pytest
 
 from gradcheck_cli import registry
 from gradcheck_cli.cases import from_dict
+from gradcheck_cli.layers.dense import Linear
+from gradcheck_cli.registry import form
+
+
+def linear_off_by(at: tuple[int, int], rel: float) -> type:
+    """A linear layer whose correlation-form dL/dW is off by a relative ``rel`` at entry ``at``
+    (the kron and spray forms stay right): a deliberately wrong gradient for tests."""
+
+    class WrongLinear(Linear):
+        @form("correlation", seed="test: a deliberately wrong gradient")
+        def correlation(self, dy, x, params):
+            g = super().correlation(dy, x, params)
+            g["W"] = g["W"].copy()
+            g["W"][at] *= 1 + rel
+            return g
+
+    return WrongLinear
 
 
 @pytest.fixture

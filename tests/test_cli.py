@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import linear_off_by
 
 from gradcheck_cli.cli import main
 from gradcheck_cli.layers.dense import Linear
-from gradcheck_cli.registry import form, layers
+from gradcheck_cli.registry import layers
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW_FIELDS = {"layer", "type", "tensor", "form", "shape", "max_abs_error", "max_rel_error",
@@ -29,15 +30,7 @@ def write(tmp_path, text, name="case.yaml"):
     return p
 
 
-class WrongLinear(Linear):
-    """dL/dW off by a relative 1e-4 at entry [2, 1] in the correlation form only."""
-
-    @form("correlation", seed="test: a deliberately wrong gradient")
-    def correlation(self, dy, x, params):
-        g = super().correlation(dy, x, params)
-        g["W"] = g["W"].copy()
-        g["W"][2, 1] *= 1 + 1e-4
-        return g
+WrongLinear = linear_off_by((2, 1), 1e-4)
 
 
 def test_cases_folder_passes_with_every_json_field():

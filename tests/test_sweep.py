@@ -6,23 +6,14 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import linear_off_by
 
 from gradcheck_cli.cli import main
-from gradcheck_cli.layers.dense import Linear
 from gradcheck_cli.network import Network
-from gradcheck_cli.registry import form
 from gradcheck_cli.sweep import EPS_GRID, sweep
 
 
-class OffW(Linear):
-    """dL/dW off by a relative 1e-3 at [0, 1] (correlation form)."""
-
-    @form("correlation", seed="test")
-    def correlation(self, dy, x, params):
-        g = super().correlation(dy, x, params)
-        g["W"] = g["W"].copy()
-        g["W"][0, 1] *= 1 + 1e-3
-        return g
+OffW = linear_off_by((0, 1), 1e-3)
 
 
 def test_truncation_error_matches_calculus(make_case):
