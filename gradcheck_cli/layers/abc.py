@@ -330,7 +330,7 @@ class AbcConv2d(Layer):
 
     def jacobian_factors(self, a: Binarized) -> tuple[float, np.ndarray, np.ndarray]:
         """d vec(W_hat) / d vec(W)^T of the rule's surrogate as c I_n + U V^T (column-major vec)."""
-        n, M = a.n, a.M
+        n = a.n
         B = np.stack([vec(b) for b in a.B], axis=1)           # n x M
         P = np.stack([vec(p) for p in a.P], axis=1)           # n x M, P^T
         empty = np.zeros((n, 0))

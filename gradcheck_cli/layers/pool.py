@@ -191,7 +191,7 @@ class MaxPool2d(_Pool):
 
     @form("spray", seed="002 §4: only the max of each window survives, so each dy routes to its argmax")
     def spray(self, dy, x, params):
-        (kh, kw), (sh, sw) = self.k, self.s
+        kw, (sh, sw) = self.k[1], self.s
         N, C = x.shape[:2]
         arg = maxpool2d_argmax(x, self.k, self.s)               # (N, C, Ho, Wo)
         dx = np.zeros_like(x, dtype=np.result_type(dy, x))
