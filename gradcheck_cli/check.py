@@ -204,17 +204,17 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
     rows, agreement = [], []
     copies_before = net.copies
     arrays = _base_arrays(net)
+
+    def tick(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress:
+            progress(done, total)
+
     for i, t in tensors:
         layer = net.layers[i]
         base = net.value_of(i, t, xs64)
         idx = picks[(i, t)]
-
-        def tick(k: int) -> None:
-            nonlocal done
-            done += k
-            if progress:
-                progress(done, total)
-
         numer = numeric.differentiate(net, plans[(i, t)], xs64, T0, L0, case.eps, est.budget, tick)
         chunk = max(1, est.budget // max(1, 2 * cost.copy_bytes(net, i, t)))   # refine: 2 chunk copies a call
         struct = (dist[i].reshape(-1)[idx] <= numer.step) if t == "x" and dist[i] is not None else None
