@@ -107,6 +107,32 @@ class Agreement:
 
 
 @dataclasses.dataclass
+class Direction:
+    """The composition check along one random direction d of every checked tensor at once:
+    <grad L, d> (each form's analytic gradients) against the central difference of the whole
+    loss along d. A wiring mistake between layers that every layer-local row misses shows here."""
+
+    form: str
+    direction: int              # which of the seeded directions
+    analytic: float
+    numerical: float
+    abs_error: float
+    rel_error: float
+    tolerance: float
+    passed: bool
+
+    @property
+    def label(self) -> str:
+        return f"network <grad, d{self.direction}>"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"form": self.form, "direction": self.direction, "analytic": _num(self.analytic),
+                "numerical": _num(self.numerical), "abs_error": _num(self.abs_error),
+                "rel_error": _num(self.rel_error), "tolerance": _num(self.tolerance),
+                "passed": self.passed}
+
+
+@dataclasses.dataclass
 class CaseResult:
     name: str
     file: str
@@ -122,10 +148,30 @@ class CaseResult:
     kink_layers: list[kinks.LayerKinks] = dataclasses.field(default_factory=list)
     resampled: int = 0          # samples of the generated input drawn again (kink margin)
     unchecked: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # no requested form
+    mode: str = "network"       # "local" (layer-local rows + composition) | "network" (whole loss)
+    composition: list[Direction] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0        # wall time of the check
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.rows)
+        return all(r.passed for r in self.rows) and all(d.passed for d in self.composition)
+
+    @property
+    def culprits(self) -> list[tuple[int, str]]:
+        """The (layer, tensor) pairs named wrong, in layer order.
+
+        Mode "local": exactly the tensors whose layer-local check fails in some form. Mode
+        "network": the failing tensors of the layer where the disagreement starts (the layers
+        before it fail too, only because they receive its gradient).
+        """
+        failing = []
+        for r in self.rows:
+            if not r.passed and (r.layer, r.tensor) not in failing:
+                failing.append((r.layer, r.tensor))
+        if self.mode == "network" and failing:
+            k = self.culprit
+            failing = [(i, t) for i, t in failing if i == k]
+        return failing
 
     @property
     def culprit(self) -> int | None:
@@ -139,10 +185,13 @@ class CaseResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "file": self.file, "passed": self.passed,
-                "disagreement_starts_at": self.culprit, "seed": self.seed,
+                "disagreement_starts_at": self.culprit, "mode": self.mode,
+                "culprits": [{"layer": i, "tensor": t} for i, t in self.culprits],
+                "seed": self.seed,
                 "dtype": self.dtype, "tolerance": {"rtol": self.rtol, "atol": self.atol},
                 "sample": self.sample, "forward_evaluations": self.evaluations,
                 "checks": [r.to_json() for r in self.rows],
+                "composition": [d.to_json() for d in self.composition],
                 "form_agreement": [a.to_json() for a in self.agreement],
                 "kink_distance": {"resampled_samples": self.resampled,
                                   "layers": [k.to_json() for k in self.kink_layers]},
