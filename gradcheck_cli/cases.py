@@ -17,9 +17,10 @@ from .errors import CaseError, ShapeError
 from .registry import FORMS, Option
 
 TOP_KEYS = ("name", "description", "seed", "dtype", "input", "layers", "loss", "regularization",
-            "forms", "tolerance", "numerical")
+            "forms", "tolerance", "numerical", "mode")
 DTYPES = ("float64", "float32")
 REDUCTIONS = ("sum", "mean")
+MODES = ("local", "network")   # the engine's modes: check.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Case:
     atol: float | None = None
     eps: float | None = None
     description: str = ""
+    mode: str | None = None      # None: the default mode (local)
 
     @functools.cached_property
     def shapes(self) -> tuple[tuple[int, ...], ...]:
@@ -129,6 +131,7 @@ def from_dict(doc: Any, file: str = "<dict>", base_dir: str | Path = ".",
         atol=v.number(tol["atol"], "tolerance.atol", nonneg=True) if "atol" in tol else None,
         eps=v.number(num["eps"], "numerical.eps", positive=True) if "eps" in num else None,
         description=v.string(doc.get("description", ""), "description"),
+        mode=v.choice(doc["mode"], "mode", MODES) if "mode" in doc else None,
     )
     case.shapes         # noqa: B018 - the layers' shapes must chain (CaseError), kept for the run
     return case

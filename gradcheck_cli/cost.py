@@ -146,3 +146,22 @@ def estimate(net, plans, n_forms: int, limit: int | None) -> Estimate:
     entries = sum(len(p.index) for p in plans)
     return Estimate(net.case.name, entries, sum(p.evaluations for p in plans), 2 * entries,
                     int(base), int(chunk), int(smallest), int(budget), limit)
+
+
+def estimate_views(net, views, n_forms: int, limit: int | None) -> Estimate:
+    """The cost of a check made of views (local.py): [(view network, its plans)].
+
+    The views run one after the other: evaluations and entries add up; at the peak the whole
+    network's arrays (activations, each form's gradients) are alive beside the largest view's.
+    """
+    if len(views) == 1 and views[0][0] is net:
+        return estimate(net, views[0][1], n_forms, limit)
+    whole = estimate(net, [], n_forms, None).base_bytes
+    parts = [estimate(v, plans, n_forms, None) for v, plans in views]
+    base = whole + max((p.base_bytes - OVERHEAD for p in parts), default=0)
+    smallest = max((p.min_chunk_bytes for p in parts), default=0)
+    budget = CHUNK_BUDGET if limit is None else int(min(CHUNK_BUDGET, max(smallest, limit - base)))
+    redo = [estimate(v, plans, n_forms, budget + base) for v, plans in views] if limit else parts
+    return Estimate(net.case.name, sum(p.entries for p in parts), sum(p.evaluations for p in parts),
+                    sum(p.loop_evaluations for p in parts), int(base),
+                    max((p.chunk_bytes for p in redo), default=0), int(smallest), budget, limit)

@@ -50,6 +50,7 @@ class Network:
     loss: BoundLoss
     shapes: list[tuple[int, ...]]
     copies: int = 0     # perturbed copies of the batch run so far (forward evaluations)
+    split_terms: bool = False   # the kink rule bounds each loss term, not each sample (local.py)
 
     @property
     def dtype(self) -> np.dtype:

@@ -222,7 +222,7 @@ def test_copies_of_an_abandoned_colouring_are_counted(make_case, temp_layer):
     numeric.differentiate(net, p, xs, net.base_terms(xs), float(net.loss.value(xs[-1])))
     copies = sum(rows) // 3                   # batches of N = 3 rows through the layer
     assert copies == net.copies == 3 + 2 * 18  # 3 probes (abandoned), then 2 per entry
-    assert run_case(case).evaluations == 3 + 2 * 18
+    assert run_case(case, mode="network").evaluations == 3 + 2 * 18
 
 
 class BatchCentre(Layer):
@@ -266,11 +266,14 @@ def test_a_wrong_entry_in_a_large_layer_is_reported_at_its_index(make_case, temp
     temp_layer("test-wrong-conv", WrongConv)
     case = make_case(name="wrong", input=[2, 8, 24, 24], loss="projection", forms=["correlation"],
                      layers=[{"type": "test-wrong-conv", "out_channels": 8, "kernel": 3, "padding": 1}])
-    res = run_case(case)
-    rows = {r.tensor: r for r in res.rows}
-    assert rows["x"].checked == 2 * 8 * 24 * 24
-    assert rows["x"].failed == 1 and rows["x"].worst_index == WrongConv.AT
-    assert rows["W"].passed and rows["b"].passed
+    for mode in ("network", "local"):
+        res = run_case(case, mode=mode)
+        rows = {r.tensor: r for r in res.rows}
+        assert rows["x"].checked == 2 * 8 * 24 * 24
+        assert rows["x"].failed == 1 and rows["x"].worst_index == WrongConv.AT
+        assert rows["W"].passed and rows["b"].passed
+        assert res.culprits == [(0, "x")]
+    res = run_case(case, mode="network")
     assert res.evaluations == 2 * (8 * 9 + 8 * 9 + 1) + 3 + 3 + 3   # pairs per colour + probes
 
 
