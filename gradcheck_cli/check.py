@@ -85,8 +85,11 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
             size = view.net.x0.size
             picks[(n, "x")] = (np.sort(rng.choice(size, size=sample, replace=False))
                                if sample and sample < size else np.arange(size))
-    plans = [{(k, t): numeric.plan(v.net, k, t, picks[(i, t)]) for k, i, t in v.rows_of(skipped)}
-             for v in views]
+    plans = []
+    for v in views:     # a layer's random-cotangent view has its upstream view's plans
+        same = plans and v.cotangent == "random" and views[len(plans) - 1].layers == v.layers
+        plans.append(plans[-1] if same else {(k, t): numeric.plan(v.net, k, t, picks[(i, t)])
+                                             for k, i, t in v.rows_of(skipped)})
     est = cost.estimate_views(net, [(v.net, list(p.values())) for v, p in zip(views, plans)],
                               len(form_names), memory_limit)
     if on_estimate:

@@ -13,12 +13,14 @@ also fails every layer before k.
     L_i(x_i, theta_i) = <c_i, f_i(x_i, theta_i)>   (+ l2/2 |theta_i|^2 when regularized)
 
 a projection of its output by a fixed cotangent c_i. Its numerical gradient is J_i^T c_i from
-real evaluations of f_i, and each form's backward of layer i is given the same c_i. Two
-cotangents per layer: the upstream gradient g_i = dL/dy_i (from the analytic backward of the
-layers above, in the first form the check uses; any c_i is a valid test of layer i's rule, so
-a bug above cannot make layer i fail), and a random one, which also tests the entries that
-g_i leaves untested (below a dead ReLU, off a max-pool's argmax, where g_i = 0). The loss has
-a view of its own: dL/dy of the case's loss against its central differences.
+real evaluations of f_i, and each form's backward of layer i is given the same c_i. The
+cotangent is the upstream gradient g_i = dL/dy_i (from the analytic backward of the layers
+above, in the first form the check uses; any c_i is a valid test of layer i's rule, so a bug
+above cannot make layer i fail). Where g_i has zero entries (below a dead ReLU, off a
+max-pool's argmax) the outputs there test nothing, so layer i is checked a second time with a
+random cotangent (standard normal, seeded, scaled to g_i's rms), and its rows fold in that
+check too. The loss has a view of its own: dL/dy of the case's loss against its central
+differences.
 """
 from __future__ import annotations
 
@@ -97,7 +99,8 @@ def local_views(net: Network, xs_dt: list[np.ndarray], grads: dict) -> list[View
         note = ""
         if not np.all(np.isfinite(g)):
             g, note = r, "upstream gradient not finite (a layer above returns NaN/Inf): random cotangent used"
-        for name, c in (("upstream", g), ("random", r)):
+        pairs = [("upstream", g)] + ([("random", r)] if note or not np.all(g) else [])
+        for name, c in pairs:
             views.append(View(_one_layer(net, i, xs_dt[i], c.astype(dt).astype(np.float64)), [i], name,
                               note=note if name == "upstream" else ""))
     views.append(loss_view(net, xs_dt[-1]))
