@@ -140,7 +140,7 @@ def from_dict(doc: Any, file: str = "<dict>", base_dir: str | Path = ".",
 def check_shapes(case: Case) -> list[tuple[int, ...]]:
     """Shapes between layers, from the input on; a CaseError at the first that does not chain.
     Use ``case.shapes``, which keeps the result."""
-    from .network import make_layer
+    from .catalog import make_layer
 
     shapes = [case.input_shape]
     for cfg in case.layers:
@@ -273,11 +273,11 @@ class _Validator:
         return self.shape(x, "input"), None
 
     def layers(self, x: Any) -> tuple[LayerConfig, ...]:
-        from . import registry
+        from . import catalog
 
         if not isinstance(x, list) or not x:
             self.fail("layers", "expected a non-empty list of layers")
-        known = registry.layers()
+        known = catalog.layers()
         out = []
         for i, entry in enumerate(x):
             field = f"layers[{i}]"

@@ -35,10 +35,13 @@ from .cases import Case
 from .errors import CaseError
 from .local import DEFAULT_MODE, VIEWS
 from .network import Network
-from .results import Agreement, CaseResult, Direction, Entry, Row  # noqa: F401 (re-exported)
-from .verdict import (DEFAULT_TOLERANCE, ERR32_FACTOR, REFINE, _agreement, _float32_note,  # noqa: F401
+from .results import Agreement, CaseResult, Direction, Entry, Row
+from .verdict import (DEFAULT_TOLERANCE, ERR32_FACTOR, REFINE, _agreement, _float32_note,
                       _float64_side, _judge, _needs_refinement, float32_error, per_sample_losses,
                       refine, tolerance)
+
+__all__ = ["run_case", "merge_cotangents", "tolerance", "float32_error", "per_sample_losses", "refine",
+           "DEFAULT_TOLERANCE", "REFINE", "Agreement", "CaseResult", "Direction", "Entry", "Row"]
 
 def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | None = None,
              progress: Callable[[int, int], None] | None = None, memory_limit: int | None = None,
@@ -127,7 +130,7 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
 def _check_view(view, plans: dict, picks: dict, form_names: list[str], case: Case, rtol: float,
                 atol: float, budget: int, tick, arrays: dict, agreement: list) -> list[Row]:
     """Rows of one view (local.py): each tensor's numerical gradient, shared by the forms."""
-    from . import cost, numeric
+    from . import numeric
 
     net = view.net
     dt = net.dtype
@@ -147,7 +150,7 @@ def _check_view(view, plans: dict, picks: dict, form_names: list[str], case: Cas
         base = net.value_of(k, t, xs64)
         idx = p.index
         numer = numeric.differentiate(net, p, xs64, T0, L0, case.eps, budget, tick)
-        chunk = max(1, budget // max(1, 2 * cost.copy_bytes(net, k, t)))   # refine: 2 chunk copies a call
+        chunk = max(1, budget // max(1, 2 * net.copy_bytes(k, t)))   # refine: 2 chunk copies a call
         struct = (dist[k].reshape(-1)[idx] <= numer.step) if t == "x" and dist[k] is not None else None
         own = [f for f in forms if f in layer.forms]
         analytic = {f: np.asarray(grads[f][k][t], dtype=np.float64) for f in own}
@@ -207,7 +210,7 @@ def _preflight(case: Case, limit: int | None) -> list | None:
     if limit is None:
         return None
     from .cost import ENV, human
-    from .network import make_layer
+    from .catalog import make_layer
 
     shapes = case.shapes
     layers = [make_layer(cfg, case.file) for cfg in case.layers]

@@ -272,7 +272,8 @@ def sweep(case, eps, sample, form, plot_file, fmt) -> None:
 @main.command(name="list")
 def list_layers() -> None:
     """List the layers: their options, and each gradient form (n/a with the reason)."""
-    from .registry import FORMS, layers
+    from .catalog import layers
+    from .registry import FORMS
 
     for name, spec in sorted(layers().items()):
         click.echo(f"{name}: {spec.cls.summary}")
@@ -295,7 +296,7 @@ def list_layers() -> None:
 def new(layer: str) -> None:
     """Print a starter case for LAYER (redirect it to a .yaml file)."""
     from .cases import suggest
-    from .registry import layers
+    from .catalog import layers
 
     known = layers()
     if layer not in known:

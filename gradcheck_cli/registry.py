@@ -230,17 +230,6 @@ def register(name: str) -> Callable[[type[Layer]], type[Layer]]:
     return deco
 
 
-def layers() -> dict[str, LayerSpec]:
-    """Every registered layer, importing the built-in layer modules on first use."""
-    from . import layers as _builtin  # noqa: F401  (registers by import)
-
-    return LAYERS
-
-
-def get(name: str) -> LayerSpec:
-    return layers()[name]
-
-
 def pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     """An int or a pair of ints as a pair."""
     if isinstance(v, (list, tuple)):

@@ -182,7 +182,7 @@ def _split(net: Network, i: int, t: str) -> bool:
 def refine(net: Network, i: int, t: str, xs: list[np.ndarray], base: np.ndarray, index: np.ndarray,
            step: np.ndarray, chunk: int) -> Refined:
     """Evaluate the per-sample terms at v +- h and v +- h/REFINE for the flat entries ``index``."""
-    from . import cost, numeric
+    from . import numeric
 
     flat = np.asarray(base, np.float64).reshape(-1)
     k = len(index)
@@ -190,7 +190,7 @@ def refine(net: Network, i: int, t: str, xs: list[np.ndarray], base: np.ndarray,
     # entries of x with disjoint regions share copies (numeric.py); else one entry per copy below
     split = _split(net, i, t)
     coloured = None if split else numeric.sample_terms(
-        net, i, t, xs, index, steps, 2 * chunk * cost.copy_bytes(net, i, t))
+        net, i, t, xs, index, steps, 2 * chunk * net.copy_bytes(i, t))
     if coloured is not None:
         L0, out = coloured
         return Refined(L0, out[0], out[1], out[2], out[3], step, step / REFINE)

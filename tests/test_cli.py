@@ -13,7 +13,7 @@ from conftest import linear_off_by
 
 from gradcheck_cli.cli import main
 from gradcheck_cli.layers.dense import Linear
-from gradcheck_cli.registry import layers
+from gradcheck_cli.catalog import layers
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW_FIELDS = {"layer", "type", "tensor", "form", "shape", "max_abs_error", "max_rel_error",

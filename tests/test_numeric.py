@@ -288,7 +288,7 @@ def test_linear_weight_structure_is_one_output_column_per_entry():
 @pytest.mark.parametrize("cls, opts", [("maxpool2d", dict(size=2)), ("avgpool2d", dict(size=[3, 2], stride=[2, 1])),
                                        ("avgpool2d", dict(size=2, stride=1))])
 def test_pool_structure_covers_what_moves(cls, opts):
-    from gradcheck_cli.registry import get
+    from gradcheck_cli.catalog import get
 
     layer = get(cls).cls(**{"stride": None, **opts})
     in_shape = (1, 2, 7, 6)
@@ -303,7 +303,7 @@ def test_pool_structure_covers_what_moves(cls, opts):
 def test_structures_too_big_to_hold_claim_nothing(monkeypatch):
     monkeypatch.setattr(sparsity, "MAX_NNZ", 100)
     assert Conv2d(out_channels=4, kernel=3, stride=1, padding=1, bias=True).structure((1, 3, 8, 8), "x") is None
-    from gradcheck_cli.registry import get
+    from gradcheck_cli.catalog import get
 
     assert get("maxpool2d").cls(size=2, stride=None).structure((1, 30, 8, 8), "x") is None
 
