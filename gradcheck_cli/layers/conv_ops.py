@@ -14,7 +14,8 @@ axis with kernel length k:
   (``np.convolve(x, w, "full")`` for convolution1d, ``np.correlate(x, w, "full")`` for correlation1d).
 - ``same``: (k - 1) // 2 before and the rest, k - 1 - (k - 1) // 2, after: L outputs. This is
   PyTorch's ``padding="same"``; for an odd k it is also scipy.signal's ``mode="same"``. For an even
-  k, scipy and numpy put the extra zero before instead, so their result is ours shifted by one.
+  k, scipy and numpy put the extra zero before instead: theirs is ours delayed by one entry
+  (theirs[1:] == ours[:-1]).
   ``same`` needs stride 1 (as in PyTorch): with stride s > 1 no padding keeps the length, and
   the case is refused (exit 2); give the padding as a number there.
 """
