@@ -237,3 +237,16 @@ class BoundLoss:
 def get_loss(name: str) -> Loss:
     return LOSSES[name]()
 
+
+
+def starter_case(name: str) -> str:
+    """A YAML case that exercises the loss ``name`` (linear scores, reduction mean), passing as
+    printed: what `gradcheck new` could print for a loss (cli.py does not call it yet)."""
+    import yaml
+
+    cls = LOSSES[name]
+    doc = {"name": f"{name}-starter", "seed": 0, "dtype": "float64", "input": [6, 5],
+           "layers": [{"type": "linear", "out_features": 4}],
+           "loss": {"type": name, "reduction": "mean"}}
+    return (f"# gradcheck case: loss {name}: {cls.summary}\n# run: gradcheck run this.yaml\n"
+            + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))

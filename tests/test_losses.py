@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradcheck_cli.losses import BoundLoss, get_loss
+from gradcheck_cli.losses import LOSSES, BoundLoss, get_loss, starter_case
 
 
 def _numgrad(f, y, h=1e-6):
@@ -133,3 +133,13 @@ def test_hinge_equals_torch_multi_margin_loss():
     bound = BoundLoss(get_loss("hinge"), t)
     assert bound.value(y) == pytest.approx(L.item(), rel=1e-14)
     np.testing.assert_allclose(bound.grad(y), yt.grad.numpy(), rtol=1e-14)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_has_a_starter_case_that_passes(tmp_path, name):
+    from gradcheck_cli.api import check_case
+
+    f = tmp_path / "case.yaml"
+    f.write_text(starter_case(name))
+    res = check_case(f)
+    assert res.passed and {r.form for r in res.rows} == {"kron", "correlation", "spray"}
