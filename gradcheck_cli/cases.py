@@ -311,7 +311,13 @@ class _Validator:
         return tuple(out)
 
     def option(self, o: Option, x: Any, field: str) -> Any:
-        if o.kind == "int":
+        if o.kind in ("int", "pair") and o.choices and isinstance(x, str):    # e.g. padding: same
+            if x not in o.choices:
+                numbers = "an integer" if o.kind == "int" else "an integer, a pair [a, b]"
+                self.fail(field, f"unknown value {x!r}; {numbers} or one of: {', '.join(o.choices)}"
+                                 f"{suggest(x, o.choices)}")
+            val = x
+        elif o.kind == "int":
             val = self.integer(x, field, minimum=o.min)
         elif o.kind == "pair":
             if isinstance(x, list):

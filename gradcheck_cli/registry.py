@@ -25,7 +25,8 @@ class Option:
     """One option of a layer as written in the YAML case.
 
     ``kind`` is one of ``int`` (>= ``min``), ``pair`` (int or [int, int], each >= ``min``),
-    ``bool``, ``float``, ``choice`` (one of ``choices``), ``str``, ``mapping``.
+    ``bool``, ``float``, ``choice`` (one of ``choices``), ``str``, ``mapping``. An ``int`` or
+    ``pair`` option with ``choices`` also takes one of those words (``padding: same``).
     ``resolve`` may turn the validated value into something else, given the case's folder
     (for options that name files).
     """
