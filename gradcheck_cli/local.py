@@ -72,6 +72,9 @@ class LossInput(Layer):
     def structure(self, in_shape, name):
         return identity(int(np.prod(in_shape[1:])))
 
+    def kink_distance(self, x, params):
+        return self.loss.loss.kink_distance(x, self.loss.target)
+
 
 LossInput.forms = {"loss": FormInfo("loss", "loss_grad", "the case's loss: dL/dy")}
 
@@ -116,7 +119,7 @@ def _one_layer(net: Network, i: int, x: np.ndarray, c: np.ndarray) -> Network:
 def loss_view(net: Network, y: np.ndarray) -> View:
     """The case's loss alone, at the network output ``y`` (in the case's dtype)."""
     layer = LossInput()
-    layer.type_name = net.case.loss
+    layer.type_name, layer.loss = net.case.loss, net.loss
     shape = tuple(net.shapes[-1])
     sub = Network(net.case, [layer], [{}], np.asarray(y, np.float64), net.loss, [shape, shape])
     return View(sub, [len(net.layers)], "", {"x": "y"})

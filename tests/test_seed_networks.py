@@ -173,6 +173,9 @@ def test_a_hinge_margin_exactly_at_zero_is_a_kink_like_relus(tmp_path):
     np.save(tmp_path / "t.npy", np.array([0, 1]))
     case = from_dict({"name": "kink", "input": {"data": "x.npy"}, "layers": [{"type": "relu"}],
                       "loss": {"type": "hinge", "target": "t.npy"}}, str(tmp_path / "c.yaml"), base_dir=tmp_path)
-    res = run_case(case)
+    res = run_case(case)                    # local mode: the loss's own row meets the kink
+    assert res.passed
+    assert sum(r.kinks for r in res.loss_rows) >= 1
+    res = run_case(case, mode="network")    # the whole loss: the relu's input row meets it
     assert res.passed
     assert sum(r.kinks for r in res.rows if r.tensor == "x") >= 1

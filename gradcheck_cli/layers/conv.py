@@ -33,18 +33,9 @@ from .conv_ops import *  # noqa: F401,F403 - the public API, re-exported
 from .conv_ops import PADDING_MODES, Pair, Pads, conv_output_size, resolve_padding, __all__ as _ops_all
 from .conv_ops import conv2d_forward, conv2d_forward_stacked, conv2d_structure, conv2d_workspace
 
-__all__ = [*_ops_all, *_grads_all, "Conv2d", "Conv1d", "Correlation1d", "Convolution1d"]
+__all__ = [*_ops_all, *_grads_all, "Conv2d"]
 
 PADDING_HELP = "valid | same | full (conv_ops.py: same is PyTorch's, stride 1 only)"
-
-
-def __getattr__(name: str):
-    """The 1-D layers live in conv1d.py; ``conv.Conv1d`` etc. still work."""
-    if name in ("Conv1d", "Correlation1d", "Convolution1d"):
-        from . import conv1d
-
-        return getattr(conv1d, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def need_same_stride1(padding, stride: Pair) -> None:
