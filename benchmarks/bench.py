@@ -63,8 +63,8 @@ def measure(cmd: list[str]) -> tuple[float, int, int, str]:
         out.seek(0)
         err.seek(0)
         text, errors = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    if code not in (0, 1):
-        sys.stderr.write(errors)
+    if code not in (0, 1) or not text.strip():
+        sys.stderr.write(errors[-2000:])
     return seconds, usage.ru_maxrss * 1024, code, text
 
 
