@@ -199,7 +199,8 @@ def test_culprit_is_the_last_failing_layer(tmp_path, temp_layer):
     failing_layers = {r["layer"] for r in doc["checks"] if not r["passed"]}
     assert failing_layers == {0, 1, 2}          # its wrong dx reaches every layer before it
     assert {r["tensor"] for r in doc["checks"] if r["layer"] == 2 and not r["passed"]} == {"x"}
-    table = invoke("run", case).output
+    table = " ".join(invoke("run", case).output.split())        # lines wrapped to the width, joined
+    assert "wrong: layers[2].x" in table
     assert "the disagreement starts at layers[2] (wrong_dx_linear) (the layers before it fail too" in table
 
 
