@@ -223,14 +223,18 @@ def merged_worst(failing: list[Row]) -> list[tuple[Row, list[str]]]:
     several forms (a wrong layer usually is wrong in every form alike): (row, forms)."""
     out: list[tuple[Row, list[str]]] = []
     for row in failing:
-        key = [(e.index, e.analytic, e.numerical) for e in row.worst]
         same = next((item for item in out if item[0].label == row.label
-                     and [(e.index, e.analytic, e.numerical) for e in item[0].worst] == key), None)
+                     and _shown(item[0].worst) == _shown(row.worst)), None)
         if same:
             same[1].append(row.form)
         else:
             out.append((row, [row.form]))
     return out
+
+
+def _shown(entries) -> list[tuple]:
+    """Worst entries as printed (forms that differ only in rounding print the same)."""
+    return [(e.index, f"{e.analytic:.6g}", f"{e.numerical:.6g}") for e in entries]
 
 
 def worst_table(failing: list[Row], width: int) -> list[Line]:
