@@ -82,19 +82,25 @@ def case_section(r: CaseResult) -> str:
         body.append(f"<p class='wrong'>{_e(wrong_line(r))}</p>")
         if "fail too" in culprit_line(r):
             body.append(f"<p>{_e(culprit_line(r))}</p>")
-    body.append(rows_table(r.rows))
+    failing = [row for row in r.rows if not row.passed]
+    if failing:
+        body.append(rows_table(failing))
     if r.composition:
         body.append(composition_table(r))
     body += [f"<p class='note'>not checked: layers[{i}] ({_e(kind)}) has none of the forms asked for</p>"
              for i, kind in r.unchecked]
+    if not r.passed:
+        body += [tensor_maps(r, group) for group in failing_groups(r)]
+        body.append(worst_table(r))
+        body.append(f"<p>Reproduce:</p><pre>{_e(reproduce(r))}</pre>")
+    body.append(f"<details class='rows'><summary>all {len(r.rows)} rows</summary>{rows_table(r.rows)}"
+                if failing else rows_table(r.rows))
     if r.agreement:
         a = max(r.agreement, key=lambda a: a.max_rel_diff)
         body.append(f"<p>Forms agree to {fmt(a.max_abs_diff)} (relative {fmt(a.max_rel_diff)}), largest at "
                     f"layers[{a.layer}].{_e(a.tensor)}.</p>")
-    if not r.passed:
-        body.append(worst_table(r))
-        body.append(f"<p>Reproduce:</p><pre>{_e(reproduce(r))}</pre>")
-        body += [tensor_maps(r, group) for group in failing_groups(r)]
+    if failing:
+        body.append("</details>")
     return f"<details{'' if r.passed else ' open'}>{summary}{''.join(body)}</details>"
 
 
@@ -137,12 +143,15 @@ def composition_table(r: CaseResult) -> str:
 
 
 def worst_table(r: CaseResult) -> str:
-    items = [(row, e) for row in r.rows if not row.passed for e in row.worst]
+    """Up to five failing entries per failing row (forms with the same entries share a line)."""
+    from .table import merged_worst
+
+    items = [(row, forms, e) for row, forms in merged_worst([x for x in r.rows if not x.passed]) for e in row.worst]
     if not items:
         return ""
-    cells = [[_e(row.label), _e(row.form), _e(list(e.index)), f"{e.analytic:.6g}", f"{e.numerical:.6g}",
-              fmt(e.abs_error), fmt(e.rel_error)] for row, e in items]
-    return "<p>Worst entries:</p>" + _table(["tensor", "form", "index", "analytic", "numerical", "abs err",
+    cells = [[_e(row.label), _e(", ".join(forms)), _e(list(e.index)), f"{e.analytic:.6g}", f"{e.numerical:.6g}",
+              fmt(e.abs_error), fmt(e.rel_error)] for row, forms, e in items]
+    return "<p>Worst entries:</p>" + _table(["tensor", "forms", "index", "analytic", "numerical", "abs err",
                                              "rel err"], cells, left=3)
 
 
