@@ -93,7 +93,7 @@ class CaseItem(pytest.Item):
         if isinstance(excinfo.value, CaseFailed):
             from .report import table
 
-            return "gradients disagree\n" + table.render_text([excinfo.value.result])
+            return "gradients disagree\n" + table.render_text([excinfo.value.result], summary_line=False)
         if isinstance(excinfo.value, BadCase):
             return f"error: {excinfo.value}"
         return super().repr_failure(excinfo, style)

@@ -63,16 +63,18 @@ def render(results: list[CaseResult], con, verbose: bool = False) -> None:
         con.print(Text.assemble(*line) if line else "")
 
 
-def render_text(results: list[CaseResult], width: int | None = None, verbose: bool = False) -> str:
+def render_text(results: list[CaseResult], width: int | None = None, verbose: bool = False,
+                summary_line: bool = True) -> str:
     """The same output as plain text (the Python API's and the pytest plugin's messages)."""
-    return "".join(plain(ln).rstrip() + "\n" for ln in lines(results, width or terminal_width(), verbose))
+    out = lines(results, width or terminal_width(), verbose, summary_line)
+    return "".join(plain(ln).rstrip() + "\n" for ln in out)
 
 
 # ------------------------------------------------------------------------------------------
 # the whole output
 # ------------------------------------------------------------------------------------------
-def lines(results: list[CaseResult], width: int, verbose: bool = False) -> list[Line]:
-    """Every line of the output, each at most ``width`` cells."""
+def lines(results: list[CaseResult], width: int, verbose: bool = False, summary_line: bool = True) -> list[Line]:
+    """Every line of the output, each at most ``width`` cells (the summary line last)."""
     width = max(width, MIN_WIDTH)
     out: list[Line] = []
     glance = [] if verbose else [r for r in results if r.passed]
@@ -82,7 +84,7 @@ def lines(results: list[CaseResult], width: int, verbose: bool = False) -> list[
             out += one_line[id(r)] + unchecked(r, width)
         else:
             out += case_block(r, width, verbose) + [[]]
-    return out + summary(results, width)
+    return out + summary(results, width) if summary_line else out[:-1] if out and not out[-1] else out
 
 
 def case_lines(results: list[CaseResult], width: int) -> list[list[Line]]:
