@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -60,9 +59,7 @@ def report(result: CaseResult) -> str:
     tensors named wrong, the worst entries and the reproduce line."""
     from .report import table
 
-    buf = io.StringIO()
-    table.render([result], table.console(buf))
-    return buf.getvalue()
+    return table.render_text([result])
 
 
 def assert_gradients(case: str | Path | Mapping[str, Any] | Case, **kw: Any) -> CaseResult:

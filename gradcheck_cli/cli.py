@@ -179,9 +179,9 @@ def _emit(results, fmt: str, output: str | None, verbose: bool = False) -> None:
 
         if output:
             with open(output, "w", encoding="utf-8") as fh:
-                table.render(results, table.console(fh), verbose)
+                table.render(results, table.console(fh, table.terminal_width(fh)), verbose)
         else:
-            table.render(results, table.console(), verbose)
+            table.render(results, table.console(width=table.terminal_width()), verbose)
         return
     if fmt == "json":
         from .report.jsonout import render

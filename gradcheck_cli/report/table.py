@@ -43,15 +43,18 @@ def terminal_width(file: TextIO | None = None) -> int:
 
 
 def console(file: TextIO | None = None, width: int | None = None):
-    """A rich Console that writes plain text unless ``file`` is a colour-capable terminal;
-    ``width`` defaults to :func:`terminal_width`."""
+    """A rich Console that writes plain text unless ``file`` is a colour-capable terminal.
+
+    ``width``: what ``render`` fits (``gradcheck run`` passes :func:`terminal_width`). Left None,
+    the terminal's width, or 140 when ``file`` is not a terminal: what ``gradcheck sweep``'s table
+    has always had (its eps columns do not fit 80)."""
     from rich.console import Console
 
     file = file or sys.stdout
     tty = hasattr(file, "isatty") and file.isatty()
     plain_text = not tty or "NO_COLOR" in os.environ
     return Console(file=file, no_color=plain_text, color_system=None if plain_text else "auto",
-                   force_terminal=False if plain_text else None, width=width or terminal_width(file),
+                   force_terminal=False if plain_text else None, width=width or (None if tty else 140),
                    highlight=False, emoji=False, soft_wrap=True)
 
 
