@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..check import CaseResult
-from . import culprit_line, fmt, reproduce, seconds_text, wrong_line
+from . import culprit_line, fmt, reproduce, wrong_line
 
 HEAD = ("layer", "type", "tensor", "form", "shape", "checked", "max abs err", "max rel err",
         "worst index", "failed", "kinks", "verdict", "note")
