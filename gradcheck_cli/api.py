@@ -6,11 +6,10 @@
     result.passed, result.rows, result.arrays
 
     def test_my_layer():
-        assert_gradients("cases/my-layer.yaml")      # AssertionError with the CLI's tables
+        assert_gradients("cases/my-layer.yaml")      # AssertionError with the CLI's report
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -56,19 +55,19 @@ def _with_object_refs(case: Mapping[str, Any]) -> dict:
 
 
 def report(result: CaseResult) -> str:
-    """The CLI's plain-text table report of one result (the same renderer, no colour)."""
+    """The CLI's plain-text report of one result (the same renderer, no colour, at the width of
+    ``COLUMNS`` or 80): a passing case is one line; a failing one shows its failing rows, the
+    tensors named wrong, the worst entries and the reproduce line."""
     from .report import table
 
-    buf = io.StringIO()
-    table.render([result], table.console(buf))
-    return buf.getvalue()
+    return table.render_text([result])
 
 
 def assert_gradients(case: str | Path | Mapping[str, Any] | Case, **kw: Any) -> CaseResult:
     """Check ``case`` like :func:`check_case`; raise AssertionError with the report if it fails.
 
-    The message is the table ``gradcheck run`` prints, with the worst entries of every failing
-    check. Returns the result when every check passes.
+    The message is the report ``gradcheck run`` prints: the failing rows, the tensors named wrong
+    and the worst entries of every failing check. Returns the result when every check passes.
     """
     __tracebackhide__ = True   # pytest: show the failure at the caller
     result = check_case(case, **kw)

@@ -71,6 +71,10 @@ def main() -> None:
               show_default=True, help="Output format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report to FILE instead of stdout.")
 @click.option("--junit-xml", type=click.Path(dir_okay=False), help="Also write JUnit XML (one testcase per check) to FILE.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML report (tables, error maps of failing tensors) to FILE.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Table format: every row of every case (default: a line per passing case, the failing rows of a failing one).")
 @click.option("--save-arrays", type=click.Path(file_okay=False), help="Save inputs, parameters and gradients to DIR/<case>.npz.")
 @click.option("--sample", type=click.IntRange(min=1), help="Check K random entries per tensor instead of all.")
 @click.option("--form", "forms", multiple=True, type=click.Choice(["kron", "correlation", "spray", "custom"]),
@@ -84,7 +88,7 @@ def main() -> None:
               help="local: each layer's backward alone, the loss, and the whole gradient along random "
                    "directions; names every wrong tensor. network: every entry against the whole "
                    "loss. Default: the case's `mode:`, else local.")
-def run(paths, fmt, output, junit_xml, save_arrays, sample, forms, jobs, max_memory, mode) -> None:
+def run(paths, fmt, output, junit_xml, html_file, verbose, save_arrays, sample, forms, jobs, max_memory, mode) -> None:
     """Check the cases in PATHS (files, or folders: every *.yaml inside)."""
     _one_blas_thread()
     from .cases import discover, load
@@ -104,16 +108,29 @@ def run(paths, fmt, output, junit_xml, save_arrays, sample, forms, jobs, max_mem
         results = []
         for case in cases:
             with _Progress(case.name) as bar:
-                results.append(run_case(case, sample=sample, forms=tuple(forms) or None, progress=bar.update,
-                                        memory_limit=limit, on_estimate=bar.estimate, mode=mode))
-    _emit(results, fmt, output)
+                results.append(_timed(run_case, case, sample=sample, forms=tuple(forms) or None, progress=bar.update,
+                                      memory_limit=limit, on_estimate=bar.estimate, mode=mode))
+    _emit(results, fmt, output, verbose)
     if junit_xml:
         from .report import junit
 
         Path(junit_xml).write_text(junit.render(results), encoding="utf-8")
+    if html_file:
+        from .report import html
+
+        Path(html_file).write_text(html.render(results), encoding="utf-8")
     if save_arrays:
         save(results, save_arrays)
     sys.exit(EXIT_OK if all(r.passed for r in results) else EXIT_MISMATCH)
+
+
+def _timed(check, case, **kw):
+    """``check(case, **kw)``, its result's ``seconds`` set to the wall time when the engine left it 0."""
+    start = time.perf_counter()
+    result = check(case, **kw)
+    if not result.seconds:
+        result.seconds = time.perf_counter() - start
+    return result
 
 
 def _check_file(path: str, sample, forms, limit=None, mode=None):
@@ -122,7 +139,7 @@ def _check_file(path: str, sample, forms, limit=None, mode=None):
     from .check import run_case
 
     try:
-        return "ok", run_case(load(path), sample=sample, forms=forms, memory_limit=limit, mode=mode)
+        return "ok", _timed(run_case, load(path), sample=sample, forms=forms, memory_limit=limit, mode=mode)
     except GradcheckError as exc:   # sent back as text: not every error class can be pickled
         return "error", exc.exit_code, str(exc)
 
@@ -160,15 +177,15 @@ def _one_blas_thread() -> None:
         os.environ["OPENBLAS_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
 
-def _emit(results, fmt: str, output: str | None) -> None:
+def _emit(results, fmt: str, output: str | None, verbose: bool = False) -> None:
     if fmt == "table":
         from .report import table
 
         if output:
             with open(output, "w", encoding="utf-8") as fh:
-                table.render(results, table.console(fh))
+                table.render(results, table.console(fh, table.terminal_width(fh)), verbose)
         else:
-            table.render(results, table.console())
+            table.render(results, table.console(width=table.terminal_width()), verbose)
         return
     if fmt == "json":
         from .report.jsonout import render

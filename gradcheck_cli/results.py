@@ -135,6 +135,11 @@ class CaseResult:
                 and all(d.passed for d in self.composition))
 
     @property
+    def checks(self) -> list[Row]:
+        """Every row: the layers' tensors, then the loss's own (local mode)."""
+        return [*self.rows, *self.loss_rows]
+
+    @property
     def culprits(self) -> list[tuple[int, str]]:
         """The (layer, tensor) pairs named wrong, in layer order.
 

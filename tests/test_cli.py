@@ -124,7 +124,9 @@ def test_junit_reports_failures(tmp_path, temp_layer):
     xml = tmp_path / "r.xml"
     assert invoke("run", case, "--junit-xml", xml).exit_code == 1
     failures = ET.parse(xml).getroot().findall(".//failure")
-    assert len(failures) == 1 and "[2, 1]" in failures[0].get("message")
+    rows = [f for f in failures if "[2, 1]" in f.get("message")]
+    assert len(rows) == 1                       # the W row; the rest are the network check's
+    assert all("<grad" in f.get("message") or f in rows for f in failures), [f.get("message") for f in failures]
 
 
 def test_sample_checks_k_entries(tmp_path):
@@ -199,7 +201,8 @@ def test_culprit_is_the_last_failing_layer(tmp_path, temp_layer):
     failing_layers = {r["layer"] for r in doc["checks"] if not r["passed"]}
     assert failing_layers == {0, 1, 2}          # its wrong dx reaches every layer before it
     assert {r["tensor"] for r in doc["checks"] if r["layer"] == 2 and not r["passed"]} == {"x"}
-    table = invoke("run", case, "--mode", "network").output
+    table = " ".join(invoke("run", case, "--mode", "network").output.split())   # wrapped lines joined
+    assert "wrong: layers[2].x" in table
     assert "the disagreement starts at layers[2] (wrong_dx_linear) (the layers before it fail too" in table
     local = json.loads(invoke("run", case, "--format", "json").output)["cases"][0]
     assert local["mode"] == "local"

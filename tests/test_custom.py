@@ -125,10 +125,10 @@ def test_a_layer_defined_on_part_of_the_line_is_probed_without_error():
 
 def test_table_shows_form_custom(tmp_path):
     p = write_case(tmp_path, doc("activations.py:LeakyReLU", [3, 4], {"slope": 0.3}))
-    res = CliRunner().invoke(main, ["run", str(p)])
+    res = CliRunner().invoke(main, ["run", str(p), "-v"], env={"COLUMNS": "120"})
     assert res.exit_code == 0, res.output
-    line = next(ln for ln in res.stdout.splitlines() if ln.strip().startswith("0 "))
-    assert line.split()[1:4] == ["custom", "x", "custom"]
+    line = next(ln for ln in res.stdout.splitlines() if ln.strip().startswith("layers[0].x "))
+    assert line.split()[1:3] == ["custom", "custom"]                # type, form
 
 
 def test_float32_case_gives_the_user_float32_arrays():
@@ -304,7 +304,7 @@ def test_list_and_new_know_the_custom_layer(tmp_path):
     res = CliRunner().invoke(main, ["new", "custom"])
     assert res.exit_code == 0 and "backward(dy, x, params)" in res.stdout
     (tmp_path / "c.yaml").write_text(res.stdout, encoding="utf-8")
-    res = CliRunner().invoke(main, ["run", str(tmp_path / "c.yaml")])
+    res = CliRunner().invoke(main, ["run", str(tmp_path / "c.yaml"), "-v"])
     assert res.exit_code == 0, res.output
     assert " custom " in res.stdout
 

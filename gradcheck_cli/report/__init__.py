@@ -17,16 +17,48 @@ def fmt(x: float) -> str:
     return f"{x:.3g}" if 1e-3 <= abs(x) < 1e4 else f"{x:.2e}"
 
 
-def reproduce(result: CaseResult) -> str:
-    """One command line that reruns this case and keeps its arrays."""
-    if result.file == "<dict>":     # a case given to the Python API as a dict
-        return (f"check_case(<the same dict>, sample={result.sample}) gives the same result "
-                f"(seed {result.seed}); its .arrays hold the inputs, parameters and gradients")
+def reproduce_argv(result: CaseResult) -> list[str] | None:
+    """The command that reruns this case and keeps its arrays, as argv (None: the case was a
+    dict given to the Python API, which no command line reruns)."""
+    if result.file == "<dict>":
+        return None
     cmd = ["gradcheck", "run", result.file]
     if result.sample:
         cmd += ["--sample", str(result.sample)]
-    cmd += ["--save-arrays", "gradcheck-arrays"]
-    return " ".join(shlex.quote(c) for c in cmd)
+    return cmd + ["--save-arrays", "gradcheck-arrays"]
+
+
+def reproduce(result: CaseResult) -> str:
+    """One command line that reruns this case and keeps its arrays."""
+    argv = reproduce_argv(result)
+    if argv is None:     # a case given to the Python API as a dict
+        return (f"check_case(<the same dict>, sample={result.sample}) gives the same result "
+                f"(seed {result.seed}); its .arrays hold the inputs, parameters and gradients")
+    return " ".join(shlex.quote(c) for c in argv)
+
+
+def wrong_line(result: CaseResult) -> str:
+    """The tensors named wrong, "wrong: layers[1].x, layers[3].W" ("" when none is)."""
+    return "wrong: " + ", ".join(f"layers[{i}].{t}" for i, t in result.culprits) if result.culprits else ""
+
+
+def totals(result: CaseResult) -> tuple[int, int, int]:
+    """(tensors, entries, kinks) of a case: each tensor counted once however many forms check it
+    (its entries and kinks: the most any of its forms counted)."""
+    per: dict[tuple[int, str], tuple[int, int]] = {}
+    for r in result.rows:
+        e, k = per.get((r.layer, r.tensor), (0, 0))
+        per[(r.layer, r.tensor)] = (max(e, r.checked), max(k, r.kinks))
+    return len(per), sum(e for e, _ in per.values()), sum(k for _, k in per.values())
+
+
+def seconds_text(s: float) -> str:
+    """A wall time: "0.05 s", "12.3 s", "2 min 5 s"."""
+    if s < 10:
+        return f"{s:.2f} s"
+    if s < 60:
+        return f"{s:.1f} s"
+    return f"{int(s // 60)} min {int(round(s % 60))} s"
 
 
 def culprit_line(result: CaseResult) -> str:

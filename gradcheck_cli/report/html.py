@@ -1,0 +1,308 @@
+"""HTML report (``gradcheck run --html FILE``): one self-contained file, no network fetch.
+
+Every case with its rows, the tensors named wrong and the whole-network check; a passing case is
+one collapsed line (``<details>``). For each failing tensor, maps over the tensor's own
+coordinates: |analytic - numerical| / tolerance, and the analytic and numerical gradients side by
+side. Tensors of more than two axes are drawn as 2-D slices over their last two axes, labelled
+with the leading indices (``[o, c, :, :]`` for a conv weight); at most :data:`MAX_SLICES` slices
+per map (those with the largest errors), and the report says when some are left out. Styles are
+inline, images are base64 PNGs drawn with matplotlib.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import itertools
+
+import numpy as np
+
+from ..check import CaseResult, Row
+from . import culprit_line, fmt, reproduce, seconds_text, totals, wrong_line
+
+MAX_SLICES = 16             # 2-D slices per map; more would make the page a wall of images
+LOG_FLOOR = -4.0            # error maps: log10 of the ratio, clipped below here
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em auto;max-width:1200px;
+     padding:0 1em;color:#222}
+h1{font-size:1.4em} h2{font-size:1.15em;margin:0} code,td,th{font-family:ui-monospace,Menlo,Consolas,monospace}
+table{border-collapse:collapse;margin:.5em 0;font-size:.85em}
+th,td{border-bottom:1px solid #ddd;padding:.15em .6em;text-align:right;white-space:nowrap}
+th{background:#f4f4f4} td.l,th.l{text-align:left}
+tr.fail td{background:#fde8e8} .pass{color:#17803d;font-weight:bold} .fail{color:#c62828;font-weight:bold}
+details{border:1px solid #ddd;border-radius:4px;margin:.4em 0;padding:.3em .8em}
+details[open]{padding-bottom:.8em} summary{cursor:pointer}
+summary .stats{color:#555;font-size:.9em;margin-left:.6em}
+.wrong{font-weight:bold;color:#c62828} .note{color:#8a5a00} .legend{color:#444;font-size:.9em}
+.maps{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start} figure{margin:.5em 0}
+figcaption{font-size:.85em;color:#444;max-width:60em} img{max-width:100%;height:auto}
+.grid{display:grid;gap:.5em;margin:.3em 0} .panel{font:.75em ui-monospace,monospace;color:#444}
+.panel img{display:block;border:1px solid #999;image-rendering:pixelated}
+.bar{width:260px;margin:.2em 0 1.4em} .bar img{width:260px;height:12px;display:block}
+.ticks{position:relative;font-size:.75em;color:#444}
+.ticks span{position:absolute;transform:translateX(-50%);white-space:nowrap}
+.ticks span:first-child{transform:none} .ticks span:last-child{transform:translateX(-100%)}
+pre{background:#f6f6f6;padding:.4em .6em;overflow-x:auto}
+"""
+
+LEGEND = ("Error maps show |a - n| / (atol + rtol · max(|a|, |n|)) per entry, a the analytic and n the "
+          "numerical gradient, on a log scale: blue is within that tolerance, white is at it, red beyond "
+          "it; grey entries were not checked (--sample). This approximates the verdict's threshold: the "
+          "verdict also allows for the central difference's rounding noise (and, in float32, the "
+          "analytic side's error estimate), and passes entries at a kink by the one-sided rule, so an "
+          "entry drawn red may still have passed. The row tables and worst entries give the verdict.")
+
+
+def render(results: list[CaseResult]) -> str:
+    """The whole report as one HTML document."""
+    n_fail = sum(not r.passed for r in results)
+    head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>gradcheck: {len(results) - n_fail} of {len(results)} cases passed</title>"
+            f"<style>{CSS}</style></head><body>")
+    parts = [head, "<h1>gradcheck report</h1>",
+             f"<p><span class='{'fail' if n_fail else 'pass'}'>{len(results) - n_fail} of {len(results)} "
+             f"cases passed</span> · {seconds_text(sum(r.seconds for r in results))} of checks</p>",
+             f"<p class='legend'>{html.escape(LEGEND)}</p>"]
+    parts += [case_section(r) for r in results]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def case_section(r: CaseResult) -> str:
+    """One case: a collapsed line when it passed, open with its tables and maps when it failed."""
+    t, e, k = totals(r)
+    rel = max((row.max_rel_error for row in r.checks), default=0.0)
+    verdict = "<span class='pass'>PASS</span>" if r.passed else "<span class='fail'>FAIL</span>"
+    summary = (f"<summary>{verdict} <b>{_e(r.name)}</b><span class='stats'>{t} tensors · {e} entries · "
+               f"max rel err {fmt(rel)} · {k} kinks · {seconds_text(r.seconds)}</span></summary>")
+    body = [f"<p><code>{_e(r.file)}</code> · {r.dtype} · seed {r.seed} · rtol {r.rtol:g} · atol {r.atol:g}"
+            + (f" · {r.sample} sampled entries per tensor" if r.sample else "") + f" · mode {_e(r.mode)}</p>"]
+    if wrong_line(r):
+        body.append(f"<p class='wrong'>{_e(wrong_line(r))}</p>")
+        if "fail too" in culprit_line(r):
+            body.append(f"<p>{_e(culprit_line(r))}</p>")
+    failing = [row for row in r.checks if not row.passed]
+    if failing:
+        body.append(rows_table(failing))
+    if r.composition:
+        body.append(composition_table(r))
+    body += [f"<p class='note'>not checked: layers[{i}] ({_e(kind)}) has none of the forms asked for</p>"
+             for i, kind in r.unchecked]
+    if not r.passed:
+        body += [tensor_maps(r, group) for group in failing_groups(r)]
+        body.append(worst_table(r))
+        body.append(f"<p>Reproduce:</p><pre>{_e(reproduce(r))}</pre>")
+    body.append(f"<details class='rows'><summary>all {len(r.checks)} rows</summary>{rows_table(r.checks)}"
+                if failing else rows_table(r.checks))
+    if r.agreement:
+        a = max(r.agreement, key=lambda a: a.max_rel_diff)
+        body.append(f"<p>Forms agree to {fmt(a.max_abs_diff)} (relative {fmt(a.max_rel_diff)}), largest at "
+                    f"layers[{a.layer}].{_e(a.tensor)}.</p>")
+    if failing:
+        body.append("</details>")
+    return f"<details{'' if r.passed else ' open'}>{summary}{''.join(body)}</details>"
+
+
+# ------------------------------------------------------------------------------------------
+# tables
+# ------------------------------------------------------------------------------------------
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def _table(head: list[str], rows: list[list[str]], classes: list[str] | None = None, left: int = 0) -> str:
+    """A table; the first ``left`` columns left-aligned; cells are already escaped."""
+    th = "".join(f"<th{' class=l' if k < left else ''}>{_e(h)}</th>" for k, h in enumerate(head))
+    trs = []
+    for n, row in enumerate(rows):
+        cls = f" class='{classes[n]}'" if classes and classes[n] else ""
+        tds = "".join(f"<td{' class=l' if k < left else ''}>{c}</td>" for k, c in enumerate(row))
+        trs.append(f"<tr{cls}>{tds}</tr>")
+    return f"<table><tr>{th}</tr>{''.join(trs)}</table>"
+
+
+def rows_table(rows: list[Row]) -> str:
+    head = ["check", "type", "form", "shape", "checked", "failed", "max abs err", "max rel err", "worst index",
+            "kinks", "verdict", "note"]
+    cells = [[_e(r.label), _e(r.type), _e(r.form), "x".join(map(str, r.shape)), str(r.checked), str(r.failed),
+              fmt(r.max_abs_error), fmt(r.max_rel_error), _e(list(r.worst_index)), str(r.kinks),
+              "<span class='pass'>pass</span>" if r.passed else "<span class='fail'>FAIL</span>",
+              f"<span class='note'>{_e(r.note)}</span>"] for r in rows]
+    return _table(head, cells, ["" if r.passed else "fail" for r in rows], left=4)
+
+
+def composition_table(r: CaseResult) -> str:
+    head = ["network check", "form", "analytic", "numerical", "abs err", "rel err", "tolerance", "verdict"]
+    cells = [[_e(d.label), _e(d.form), f"{d.analytic:.6g}", f"{d.numerical:.6g}", fmt(d.abs_error),
+              fmt(d.rel_error), fmt(d.tolerance),
+              "<span class='pass'>pass</span>" if d.passed else "<span class='fail'>FAIL</span>"]
+             for d in r.composition]
+    return ("<p>The whole loss along seeded directions d: &lt;grad L, d&gt; against its central difference.</p>"
+            + _table(head, cells, ["" if d.passed else "fail" for d in r.composition], left=2))
+
+
+def worst_table(r: CaseResult) -> str:
+    """Up to five failing entries per failing row (forms with the same entries share a line)."""
+    from .table import merged_worst
+
+    items = [(row, forms, e) for row, forms in merged_worst([x for x in r.checks if not x.passed]) for e in row.worst]
+    if not items:
+        return ""
+    cells = [[_e(row.label), _e(", ".join(forms)), _e(list(e.index)), f"{e.analytic:.6g}", f"{e.numerical:.6g}",
+              fmt(e.abs_error), fmt(e.rel_error)] for row, forms, e in items]
+    return "<p>Worst entries:</p>" + _table(["tensor", "forms", "index", "analytic", "numerical", "abs err",
+                                             "rel err"], cells, left=3)
+
+
+# ------------------------------------------------------------------------------------------
+# maps
+# ------------------------------------------------------------------------------------------
+def _same(a, b) -> bool:
+    """Two gradients equal up to rounding (forms that compute the same numbers differently)."""
+    if a is None or b is None or a.shape != b.shape:
+        return False
+    scale = float(np.max(np.abs(np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)), initial=0.0))
+    return bool(np.allclose(a, b, rtol=1e-9, atol=1e-12 * scale, equal_nan=True))
+
+
+def failing_groups(r: CaseResult) -> list[list[Row]]:
+    """The failing rows grouped by tensor, and within a tensor by equal analytic gradients
+    (a layer wrong in every form alike gets one set of maps, naming all its forms)."""
+    groups: list[list[Row]] = []
+    for row in (x for x in r.checks if not x.passed):
+        a = r.arrays.get(_key(row, "analytic"))
+        for g in groups:
+            b = r.arrays.get(_key(g[0], "analytic"))
+            if g[0].label == row.label and _same(a, b):
+                g.append(row)
+                break
+        else:
+            groups.append([row])
+    return groups
+
+
+def _key(row: Row, side: str) -> str:
+    return f"layer{row.layer}.{row.tensor}.{row.form}.{side}"
+
+
+def tensor_maps(r: CaseResult, group: list[Row]) -> str:
+    """The error map of one failing tensor, and its analytic and numerical maps side by side."""
+    row = group[0]
+    forms = [g.form for g in group]
+    a, n = r.arrays.get(_key(row, "analytic")), r.arrays.get(_key(row, "numerical"))
+    title = (f"{row.label} ({row.type}), form{'s' if len(forms) > 1 else ''} {', '.join(forms)}: "
+             f"{row.failed} of {row.checked} entries fail; shape {list(row.shape)}")
+    attrs = f"class='heatmap' data-tensor='{_e(row.label)}' data-forms='{_e(' '.join(forms))}'"
+    if a is None or n is None:
+        return f"<figure {attrs}><figcaption>{_e(title)}: arrays not kept, no map</figcaption></figure>"
+    a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
+    ratio = error_ratio(a, n, r.atol, r.rtol)
+    picked, total = pick_slices(ratio)
+    note = (f"; showing {len(picked)} of its {total} 2-D slices, those with the largest errors (at most "
+            f"{MAX_SLICES} are drawn)" if len(picked) < total else "")
+    axes = ("one row of entries" if a.ndim <= 1 else
+            f"each map: rows = axis {a.ndim - 2}, columns = axis {a.ndim - 1}, entry [0, 0] top left")
+    lim = float(np.max(np.abs(np.concatenate([a[np.isfinite(a)], n[np.isfinite(n)], [0.0]])))) or 1.0
+    return (f"<figure {attrs}><figcaption><b>{_e(title)}</b>{_e(note)}; {_e(axes)}.</figcaption>"
+            f"<div class='maps'>{error_map(ratio, picked)}</div><div class='maps'>"
+            f"{value_map(a, picked, lim, 'analytic')}{value_map(n, picked, lim, 'numerical')}</div></figure>")
+
+
+def error_ratio(a: np.ndarray, n: np.ndarray, atol: float, rtol: float) -> np.ndarray:
+    """|a - n| / (atol + rtol max(|a|, |n|)) per entry (NaN where n is NaN: not checked; inf where
+    either side is not finite)."""
+    with np.errstate(all="ignore"):
+        r = np.abs(a - n) / (atol + rtol * np.maximum(np.abs(a), np.abs(n)))
+    r = np.where(np.isfinite(a) & np.isfinite(n), r, np.inf)
+    return np.where(np.isnan(n) & np.isfinite(a), np.nan, r)
+
+
+def _views(x: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+    """(leading shape, the array as leading x rows x columns): a vector is one row."""
+    if x.ndim <= 1:
+        return (), x.reshape(1, 1, -1)
+    return x.shape[:-2], x.reshape(-1, *x.shape[-2:])
+
+
+def pick_slices(ratio: np.ndarray) -> tuple[list[tuple[int, ...]], int]:
+    """The leading indices of the slices to draw (in index order), and how many there are."""
+    lead, flat = _views(ratio)
+    idx = list(itertools.product(*map(range, lead))) or [()]
+    if len(idx) <= MAX_SLICES:
+        return idx, len(idx)
+    worst = np.array([np.max(np.nan_to_num(s, nan=-1.0, posinf=np.finfo(float).max)) for s in flat])
+    keep = sorted(np.argsort(-worst, kind="stable")[:MAX_SLICES])
+    return [idx[k] for k in keep], len(idx)
+
+
+def _columns(x: np.ndarray, picked: list[tuple[int, ...]]) -> int:
+    """Panels per line: the second index when every [i, j] slice is shown (rows i, columns j)."""
+    lead, _ = _views(x)
+    if len(lead) == 2 and len(picked) == lead[0] * lead[1] and lead[1] <= 8:
+        return lead[1]
+    return min(len(picked), 4)
+
+
+def _label(x: np.ndarray, ix: tuple[int, ...]) -> str:
+    return "[:]" if x.ndim <= 1 else "[" + ", ".join([*map(str, ix), ":", ":"]) + "]"
+
+
+def _map(x: np.ndarray, picked, rgba, title: str, bar: str) -> str:
+    """A grid of labelled slice images (pixels coloured by ``rgba``) with its colour bar."""
+    lead, flat = _views(x)
+    idx = list(itertools.product(*map(range, lead))) or [()]
+    h, w = flat.shape[1:]
+    scale = int(min(max(120 // max(h, w), 3), 24)) if max(h, w) <= 400 else 1
+    panels = "".join(f"<div class='panel'><div>{_e(_label(x, ix))}</div>{_png(rgba(flat[idx.index(ix)]), scale)}</div>"
+                     for ix in picked)
+    return (f"<figure class='map'><figcaption>{_e(title)}</figcaption><div class='grid' style='grid-template-columns:"
+            f"repeat({_columns(x, picked)}, auto)'>{panels}</div>{bar}</figure>")
+
+
+def error_map(ratio: np.ndarray, picked) -> str:
+    """|a - n| / tolerance on a log scale: blue within, white at, red beyond; grey not checked."""
+    from matplotlib import colormaps
+    from matplotlib.colors import TwoSlopeNorm
+
+    with np.errstate(divide="ignore"):
+        logr = np.log10(ratio)
+    top = max(float(np.max(logr[np.isfinite(logr)], initial=0.0)), 0.5)
+    norm = TwoSlopeNorm(vmin=LOG_FLOOR, vcenter=0.0, vmax=top)
+    cmap = colormaps["RdBu_r"].with_extremes(bad="#bbbbbb", over="#67001f", under="#053061")
+
+    def rgba(s):
+        s = np.where(np.isposinf(s), top, np.clip(s, LOG_FLOOR, None))
+        return cmap(norm(np.ma.masked_invalid(s)), bytes=True)
+
+    bar = _bar(cmap(norm(np.linspace(LOG_FLOOR, top, 256)), bytes=True),
+               [f"≤ 1e{LOG_FLOOR:.0f}", "1 (tolerance)", f"{10 ** top:.3g}"], [0.0, -LOG_FLOOR / (top - LOG_FLOOR), 1.0])
+    return _map(logr, picked, rgba, "|a - n| / tolerance (log scale; > 1 fails)", bar)
+
+
+def value_map(v: np.ndarray, picked, lim: float, side: str) -> str:
+    """Gradient values on one symmetric scale shared by the analytic and numerical maps."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    norm, cmap = Normalize(-lim, lim), colormaps["PuOr_r"].with_extremes(bad="#bbbbbb")
+    bar = _bar(cmap(np.linspace(0, 1, 256), bytes=True), [f"{-lim:.3g}", "0", f"{lim:.3g}"], [0.0, 0.5, 1.0])
+    return _map(v, picked, lambda s: cmap(norm(np.ma.masked_invalid(s)), bytes=True), side, bar)
+
+
+def _bar(colours: np.ndarray, labels: list[str], at: list[float]) -> str:
+    """A horizontal colour bar with labels at fractions ``at`` of its length."""
+    img = _png(np.repeat(colours[None, :, :], 12, axis=0), 1)
+    ticks = "".join(f"<span style='left:{100 * x:.1f}%'>{_e(t)}</span>" for t, x in zip(labels, at))
+    return f"<div class='bar'>{img}<div class='ticks'>{ticks}</div></div>"
+
+
+def _png(rgba: np.ndarray, scale: int) -> str:
+    """An inline PNG of an RGBA array, each entry ``scale`` x ``scale`` pixels."""
+    from matplotlib.image import imsave
+
+    if scale > 1:
+        rgba = np.repeat(np.repeat(rgba, scale, axis=0), scale, axis=1)
+    buf = io.BytesIO()
+    imsave(buf, rgba, format="png", metadata={"Software": None})
+    return f"<img alt='' src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode('ascii')}'>"

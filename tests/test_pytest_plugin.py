@@ -1,0 +1,109 @@
+"""The pytest plugin: case files collected as items named after the case, failures that show the
+worst entries, -k and xdist, YAML that is not a case left alone, bad cases as failing items.
+
+The plugin is loaded with ``-p gradcheck_cli.pytest_plugin`` (installed, the pytest11 entry point
+loads it). Every run is a subprocess: an inline run would re-import numpy's extension modules."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gradcheck_cli import pytest_plugin
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ("-p", "gradcheck_cli.pytest_plugin", "-p", "no:cacheprovider")
+WORKFLOW = """\
+name: gradients
+on: [push]
+jobs:
+  check:
+    runs-on: ubuntu-latest
+    steps: [{run: "gradcheck run cases/"}]
+"""
+CONFIG = "model:\n  layers: 3\n  input: [2, 3]\n"            # `layers` not at the top: not a case
+BAD = "name: bad-one\ninput: [2, 3]\nlayers:\n  - {type: linaer, out_features: 2}\n"
+
+
+@pytest.fixture
+def folder(pytester, monkeypatch):
+    """One correct case, one buggy case (a custom layer missing its slope), two YAML non-cases."""
+    shutil.copy(ROOT / "cases" / "linear-mse.yaml", pytester.path / "linear-mse.yaml")
+    shutil.copy(ROOT / "examples" / "leaky-buggy.yaml", pytester.path / "leaky-buggy.yaml")
+    shutil.copy(ROOT / "examples" / "my_layers_buggy.py", pytester.path / "my_layers_buggy.py")
+    (pytester.path / ".github" / "workflows").mkdir(parents=True)
+    (pytester.path / ".github" / "workflows" / "ci.yml").write_text(WORKFLOW, encoding="utf-8")
+    (pytester.path / "config.yaml").write_text(CONFIG, encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return pytester.path
+
+
+def run(pytester, *args):
+    return pytester.runpytest_subprocess(*PLUGIN, *map(str, args))
+
+
+def test_each_case_file_is_one_item_named_after_the_case(pytester, folder):
+    (folder / "bad.yaml").write_text(BAD, encoding="utf-8")
+    res = run(pytester, "--collect-only", "-q", folder / ".github", folder)
+    ids = [ln for ln in res.outlines if "::" in ln]
+    assert sorted(ids) == ["bad.yaml::bad", "leaky-buggy.yaml::leaky-relu-buggy", "linear-mse.yaml::linear-mse"]
+    assert res.ret == 0                         # the bad case did not break collection
+
+
+def test_one_pass_one_failure_showing_the_worst_entries(pytester, folder):
+    res = run(pytester, folder)
+    res.assert_outcomes(passed=1, failed=1)
+    out = res.stdout.str()
+    assert "gradients disagree" in out and "worst entries" in out and "wrong: layers[0].x" in out
+    assert "[2, 0]" in out and "0.127746" in out                 # the worst entry, both sides
+    assert "pytest_plugin.py" not in out                          # no plugin traceback
+
+
+def test_k_selects_cases_by_name(pytester, folder):
+    res = run(pytester, "-k", "mse", folder)
+    res.assert_outcomes(passed=1, deselected=1)
+
+
+def test_works_with_xdist(pytester, folder):
+    res = run(pytester, "-n", "2", folder)
+    res.assert_outcomes(passed=1, failed=1)
+    assert "worst entries" in res.stdout.str()
+
+
+def test_a_bad_case_is_a_failing_item_with_one_line(pytester, folder):
+    (folder / "bad.yaml").write_text(BAD, encoding="utf-8")
+    res = run(pytester, "-k", "bad", folder)
+    res.assert_outcomes(failed=1, deselected=2)
+    out = res.stdout.str()
+    assert "error: " in out and "layers[0].type" in out and "linear" in out
+    assert "Traceback" not in out and "pytest_plugin.py" not in out
+
+
+def test_the_rule_reads_only_a_top_level_layers_key(tmp_path):
+    files = {"case.yaml": "input: [2]\nlayers:\n  - {type: relu}\n", "case.yml": "layers: []\n",
+             "flow.yaml": "{layers: []}\n", "nested.yaml": CONFIG, "ci.yml": WORKFLOW,
+             "data.npy": "layers:\n", "broken.yaml": "layers: [\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    found = {name for name in files if pytest_plugin.is_case_file(tmp_path / name)}
+    assert found == {"case.yaml", "case.yml", "broken.yaml"}
+    assert not pytest_plugin.is_case_file(tmp_path / "missing.yaml")
+
+
+def test_every_case_in_the_repo_is_collected_and_passes(pytester, folder):
+    res = run(pytester, "-q", ROOT / "cases")
+    n = len(list((ROOT / "cases").glob("*.yaml")))
+    res.assert_outcomes(passed=n)
+
+
+def test_the_entry_point_names_the_plugin():
+    tomllib = pytest.importorskip("tomllib")            # Python 3.11+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert meta["project"]["entry-points"]["pytest11"] == {"gradcheck": "gradcheck_cli.pytest_plugin"}
+    assert callable(pytest_plugin.pytest_collect_file)
+    # the repo's own run (testpaths = tests) holds no case file to collect a second time
+    assert not [p for p in (ROOT / "tests").rglob("*.y*ml") if pytest_plugin.is_case_file(p)]
