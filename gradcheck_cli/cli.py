@@ -14,6 +14,7 @@ import click
 
 from . import __version__
 from .errors import GradcheckError
+from .outfiles import open_atomic, write_text
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 # --jobs worker processes: fork where it is the platform's default (Linux: no re-import, ~1 s
@@ -106,7 +107,7 @@ def run(paths, fmt, output, junit_xml, save_arrays, sample, forms, jobs, max_mem
     if junit_xml:
         from .report import junit
 
-        Path(junit_xml).write_text(junit.render(results), encoding="utf-8")
+        write_text(junit_xml, junit.render(results))
     if save_arrays:
         save(results, save_arrays)
     sys.exit(EXIT_OK if all(r.passed for r in results) else EXIT_MISMATCH)
@@ -161,7 +162,7 @@ def _emit(results, fmt: str, output: str | None) -> None:
         from .report import table
 
         if output:
-            with open(output, "w", encoding="utf-8") as fh:
+            with open_atomic(output) as fh:
                 table.render(results, table.console(fh))
         else:
             table.render(results, table.console())
@@ -172,7 +173,7 @@ def _emit(results, fmt: str, output: str | None) -> None:
         from .report.markdown import render
     text = render(results)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        write_text(output, text)
     else:
         click.echo(text, nl=False)
 
