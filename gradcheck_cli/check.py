@@ -213,9 +213,10 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
     the cost is estimated (cost.py) and passed to ``on_estimate``; when it would not fit in
     ``memory_limit`` bytes, :class:`cost.MemoryRefused` is raised.
     """
-    from . import cost, numeric
+    from . import cost, guards, numeric
 
     net = Network.build(case, _preflight(case, memory_limit))
+    guards.bounded_values(net)      # hostile-inputs branch: values of 1e308 are bad input (guards.py)
     resampled, margins = kinks.keep_margin(net)
     rtol, atol = tolerance(case)
     dt = net.dtype
