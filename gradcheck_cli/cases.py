@@ -11,6 +11,7 @@ import functools
 import math
 import os
 import stat
+import unicodedata
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -259,6 +260,9 @@ def from_dict(doc: Any, file: str = "<dict>", base_dir: str | Path = ".",
             raise CaseError(file, key, "missing (required)")
 
     name = v.string(doc.get("name", default_name), "name")
+    if "name" in doc and (bad := next((c for c in name if unicodedata.category(c) in ("Cc", "Cs")), None)):
+        raise CaseError(file, "name", f"contains the control character U+{ord(bad):04X}; a name is "
+                                      "printed in terminals and written into XML reports")
     seed = v.integer(doc.get("seed", 0), "seed", minimum=0)
     dtype = v.choice(doc.get("dtype", "float64"), "dtype", DTYPES)
     input_shape, input_data = v.input(doc["input"])

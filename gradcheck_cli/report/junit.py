@@ -1,13 +1,25 @@
 """JUnit XML: one testsuite per case, one testcase per row."""
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from ..check import CaseResult
 from . import fmt, reproduce
 
 
+# characters XML 1.0 forbids even escaped (C0 controls but tab/newline/return, surrogates, FFFE/FFFF)
+_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with every character XML 1.0 cannot hold shown as ``\\xNN`` / ``\\uNNNN``."""
+    return _ILLEGAL_XML.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def render(results: list[CaseResult]) -> str:
+    """JUnit XML for ``results``; any text a parser would refuse (a control character in a case
+    name or path) is escaped, so the file always parses."""
     suites = ET.Element("testsuites", name="gradcheck",
                         tests=str(sum(len(r.rows) + len(r.unchecked) for r in results)),
                         failures=str(sum(not row.passed for r in results for row in r.rows)))
@@ -30,5 +42,9 @@ def render(results: list[CaseResult]) -> str:
                 lines.append(f"reproduce: {reproduce(r)}")
                 fail = ET.SubElement(case, "failure", message=msg, type="GradientMismatch")
                 fail.text = "\n".join(lines)
+    for el in suites.iter():
+        el.attrib = {k: xml_safe(v) for k, v in el.attrib.items()}
+        if el.text:
+            el.text = xml_safe(el.text)
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
