@@ -128,6 +128,11 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
+        except SystemExit as exc:
+            if not _rich_broken_pipe(exc):
+                raise
+            _say("error: ", "stdout: Broken pipe")
+            ctx.exit(EXIT_BAD_INPUT)
         except MemoryError:
             click.echo("error: out of memory: this case needs more memory than the machine has; use a "
                        "smaller input or --sample", err=True)
@@ -145,6 +150,15 @@ class _Group(click.Group):
             if os.environ.get("GRADCHECK_DEBUG"):
                 raise
             _internal(ctx, exc)
+
+
+def _rich_broken_pipe(exc: SystemExit) -> bool:
+    """Whether ``exc`` is rich's answer to a closed stdout (Console.on_broken_pipe exits 1, which
+    here means "gradients disagree")."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return exc.code == 1 and tb is not None and tb.tb_frame.f_code.co_name == "on_broken_pipe"
 
 
 def _internal(ctx: click.Context, exc: Exception) -> None:
