@@ -263,7 +263,7 @@ def from_dict(doc: Any, file: str = "<dict>", base_dir: str | Path = ".",
     if "name" in doc and (bad := next((c for c in name if unicodedata.category(c) in ("Cc", "Cs")), None)):
         raise CaseError(file, "name", f"contains the control character U+{ord(bad):04X}; a name is "
                                       "printed in terminals and written into XML reports")
-    seed = v.integer(doc.get("seed", 0), "seed", minimum=0)
+    seed = v.integer(doc.get("seed", 0), "seed", minimum=0, maximum=None)
     dtype = v.choice(doc.get("dtype", "float64"), "dtype", DTYPES)
     input_shape, input_data = v.input(doc["input"])
     layers = v.layers(doc["layers"])
@@ -366,11 +366,14 @@ class _Validator:
         raise CaseError(self.file, field, msg)
 
     # -- scalars ---------------------------------------------------------------------------
-    def integer(self, x: Any, field: str, minimum: int | None = None) -> int:
+    def integer(self, x: Any, field: str, minimum: int | None = None,
+                maximum: int | None = MAX_ENTRIES) -> int:
         if isinstance(x, bool) or not isinstance(x, int):
             self.fail(field, f"expected an integer, got {_kind(x)} {excerpt(x)}")
         if minimum is not None and x < minimum:
-            self.fail(field, f"must be >= {minimum}, got {x}")
+            self.fail(field, f"must be >= {minimum}, got {excerpt(x)}")
+        if maximum is not None and x > maximum:
+            self.fail(field, f"must be <= {maximum:,} (2^40), got {excerpt(x)}")
         return x
 
     def number(self, x: Any, field: str, positive: bool = False, nonneg: bool = False) -> float:

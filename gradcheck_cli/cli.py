@@ -128,6 +128,8 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:   # raised by code, not by a signal (those raise Interrupted)
+            raise Interrupted(signal.SIGINT) from None
         except SystemExit as exc:
             if not _rich_broken_pipe(exc):
                 raise

@@ -75,6 +75,12 @@ def object_ref(cls: type) -> str:
 MAX_FRAMES = 8     # user frames shown in an error: the first few and the innermost
 
 
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters."""
+    text = str(exc).strip().split("\n", 1)[0]
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _shorten(frames: list[str]) -> list[str]:
     """Frames as Python prints them for deep recursion: a run of identical lines is shown once
     with its count, and at most MAX_FRAMES lines are kept (the outermost 3, the innermost rest)."""
@@ -236,7 +242,7 @@ class Custom(Layer):
             raise
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of user code is reported
             label = {"__init__": "the constructor", "import": "loading the file"}.get(what, what)
-            msg = f"{label} raised {type(exc).__name__}: {exc}"
+            msg = f"{label} raised {type(exc).__name__}: {_first_line(exc)}"
             if hint:
                 msg += f" ({hint})"
             frames = _shorten(self._user_frames(exc))
