@@ -55,13 +55,14 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
     the cost is estimated (cost.py) and passed to ``on_estimate``; when it would not fit in
     ``memory_limit`` bytes, :class:`cost.MemoryRefused` is raised.
     """
-    from . import composition, cost, numeric
+    from . import composition, cost, guards, numeric
 
     started = time.perf_counter()
     mode = mode or case.mode or DEFAULT_MODE
     if mode not in VIEWS:
         raise CaseError(case.file, "mode", f"unknown mode {mode!r}; known: {', '.join(VIEWS)}")
     net = Network.build(case, _preflight(case, memory_limit))
+    guards.bounded_values(net)      # values whose products overflow are bad input (guards.py)
     resampled, margins = kinks.keep_margin(net)
     rtol, atol = tolerance(case)
     dt = net.dtype

@@ -5,15 +5,21 @@ Exit codes: 0 every check passed; 1 some gradient disagrees; 2 bad input or usag
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import signal
 import sys
+import threading
 import time
+import warnings
 from pathlib import Path
 
 import click
 
 from . import __version__
 from .errors import GradcheckError
+from .outfiles import OutputError, open_atomic, write_text
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 # --jobs worker processes: fork where it is the platform's default (Linux: no re-import, ~1 s
@@ -24,33 +30,143 @@ _START = "fork" if sys.platform.startswith("linux") else "spawn"
 EXIT_INTERNAL = 3
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException, so that no ``except Exception`` (user code
+    included) swallows it; unwinding removes the temporary output files (outfiles.py)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# write errors that mean "the output cannot be written", also when no file name is attached
+_WRITE_ERRNOS = {errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+_FLOAT_WARNINGS = r"(overflow|invalid value|divide by zero|underflow) encountered"
+_MAX_LINES, _MAX_LINE = 12, 400     # what an error message may print at most
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGINT and SIGTERM raise :class:`Interrupted` (instead of KeyboardInterrupt, which click
+    turns into "Aborted!" and exit 1). A second signal while unwinding exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum, frame):
+        if fired:
+            os._exit(128 + signum)
+        fired.append(signum)
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _say(prefix: str, msg: str) -> None:
+    """One message on stderr, cut to _MAX_LINES lines of at most _MAX_LINE characters."""
+    lines = str(msg).splitlines() or [""]
+    if len(lines) > _MAX_LINES:
+        lines = lines[:_MAX_LINES - 1] + [f"  ... ({len(lines) - _MAX_LINES + 1} more lines)"]
+    lines = [ln if len(ln) <= _MAX_LINE else ln[:_MAX_LINE - 1] + "…" for ln in lines]
+    click.echo(prefix + "\n".join(lines), err=True)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null after a failed write, so that the interpreter's final flush
+    does not fail again (with a traceback and exit 120)."""
+    with contextlib.suppress(Exception):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        _silence_stdout()
+        raise OutputError("stdout", exc) from None
+
+
 class _Group(click.Group):
     """A group whose commands end in one line on stderr, never a traceback.
 
-    GradcheckError (bad input) and a file that cannot be read or written exit 2. Anything else
-    is a bug in gradcheck: exit 3, so that it is never mistaken for "gradients disagree" (1);
-    GRADCHECK_DEBUG=1 shows the traceback.
+    GradcheckError (bad input) and a file that cannot be read or written exit 2; so do stdout
+    that cannot be written (a full disk, a closed pipe) and running out of memory. SIGINT and
+    SIGTERM exit 130 and 143 with one line. Anything else is a bug in gradcheck: exit 3, so that
+    it is never mistaken for "gradients disagree" (1); GRADCHECK_DEBUG=1 shows the traceback.
     """
+
+    def main(self, *args, **kwargs):
+        with _stop_on_signals():
+            try:
+                return super().main(*args, **kwargs)
+            except Interrupted as exc:
+                name = signal.Signals(exc.signum).name
+                click.echo(f"interrupted by {name}: stopped; no output file was left half-written", err=True)
+                sys.exit(128 + exc.signum)
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                # numpy's floating-point warnings are noise here: a NaN/Inf that matters is in
+                # the verdict's note, and an overflow at the checked point is refused (guards.py)
+                warnings.filterwarnings("ignore", _FLOAT_WARNINGS, RuntimeWarning)
+                try:
+                    return super().invoke(ctx)
+                finally:
+                    _flush_stdout()
         except GradcheckError as exc:
-            click.echo(f"error: {exc}", err=True)
+            _say("error: ", exc)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
-        except OSError as exc:
-            if exc.filename is None or os.environ.get("GRADCHECK_DEBUG"):
+        except KeyboardInterrupt:   # raised by code, not by a signal (those raise Interrupted)
+            raise Interrupted(signal.SIGINT) from None
+        except SystemExit as exc:
+            if not _rich_broken_pipe(exc):
                 raise
-            click.echo(f"error: {exc.filename}: {exc.strerror or exc}", err=True)
+            _say("error: ", "stdout: Broken pipe")
+            ctx.exit(EXIT_BAD_INPUT)
+        except MemoryError:
+            click.echo("error: out of memory: this case needs more memory than the machine has; use a "
+                       "smaller input or --sample", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+        except OSError as exc:
+            if os.environ.get("GRADCHECK_DEBUG"):
+                raise
+            if exc.filename is None and exc.errno not in _WRITE_ERRNOS:
+                _internal(ctx, exc)
+            if exc.filename is None:
+                _silence_stdout()
+            _say("error: ", f"{exc.filename or 'stdout'}: {exc.strerror or exc}")
             ctx.exit(EXIT_BAD_INPUT)
         except Exception as exc:  # noqa: BLE001 - the last line of defence, see the docstring
             if os.environ.get("GRADCHECK_DEBUG"):
                 raise
-            click.echo(f"internal error: {type(exc).__name__}: {exc} (a bug in gradcheck; "
-                       "rerun with GRADCHECK_DEBUG=1 for the traceback)", err=True)
-            ctx.exit(EXIT_INTERNAL)
+            _internal(ctx, exc)
+
+
+def _rich_broken_pipe(exc: SystemExit) -> bool:
+    """Whether ``exc`` is rich's answer to a closed stdout (Console.on_broken_pipe exits 1, which
+    here means "gradients disagree")."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return exc.code == 1 and tb is not None and tb.tb_frame.f_code.co_name == "on_broken_pipe"
+
+
+def _internal(ctx: click.Context, exc: Exception) -> None:
+    _say("internal error: ", f"{type(exc).__name__}: {exc} (a bug in gradcheck; "
+                             "rerun with GRADCHECK_DEBUG=1 for the traceback)")
+    ctx.exit(EXIT_INTERNAL)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -114,11 +230,11 @@ def run(paths, fmt, output, junit_xml, html_file, verbose, save_arrays, sample, 
     if junit_xml:
         from .report import junit
 
-        Path(junit_xml).write_text(junit.render(results), encoding="utf-8")
+        write_text(junit_xml, junit.render(results))
     if html_file:
         from .report import html
 
-        Path(html_file).write_text(html.render(results), encoding="utf-8")
+        write_text(html_file, html.render(results))
     if save_arrays:
         save(results, save_arrays)
     sys.exit(EXIT_OK if all(r.passed for r in results) else EXIT_MISMATCH)
@@ -133,6 +249,14 @@ def _timed(check, case, **kw):
     return result
 
 
+def _worker_init() -> None:
+    """A --jobs worker: the parent stops it (it kills the pool on SIGINT/SIGTERM); Ctrl-C in a
+    terminal, sent to the whole process group, must not make each worker print a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    warnings.filterwarnings("ignore", _FLOAT_WARNINGS, RuntimeWarning)
+
+
 def _check_file(path: str, sample, forms, limit=None, mode=None):
     """One case in a worker process: ("ok", result) or ("error", exit code, message)."""
     from .cases import load
@@ -142,14 +266,19 @@ def _check_file(path: str, sample, forms, limit=None, mode=None):
         return "ok", _timed(run_case, load(path), sample=sample, forms=forms, memory_limit=limit, mode=mode)
     except GradcheckError as exc:   # sent back as text: not every error class can be pickled
         return "error", exc.exit_code, str(exc)
+    except MemoryError:
+        return "error", EXIT_BAD_INPUT, f"{path}: out of memory: this case needs more memory than the machine has"
 
 
 def _run_parallel(files, jobs: int, sample, forms, limit=None, mode=None) -> list:
-    """Check ``files`` in up to ``jobs`` processes; results (and the first error) in file order."""
+    """Check ``files`` in up to ``jobs`` processes; results (and the first error) in file order.
+    On any exception (an error, SIGINT, SIGTERM) the workers are killed, not waited for."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(min(jobs, len(files)), mp_context=multiprocessing.get_context(_START)) as pool:
+    pool = ProcessPoolExecutor(min(jobs, len(files)), mp_context=multiprocessing.get_context(_START),
+                               initializer=_worker_init)
+    try:
         futures = [pool.submit(_check_file, str(f), sample, forms, limit, mode) for f in files]
         with _Progress(f"{len(files)} cases") as bar:
             for k, _ in enumerate(as_completed(futures), 1):
@@ -162,7 +291,23 @@ def _run_parallel(files, jobs: int, sample, forms, limit=None, mode=None) -> lis
                 exc.exit_code = out[1]
                 raise exc
             results.append(out[1])
+    except BaseException:
+        _kill_pool(pool)
+        raise
+    pool.shutdown()
     return results
+
+
+def _kill_pool(pool) -> None:
+    """Kill the workers of ``pool`` at once (shutdown alone waits for the running cases)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(1.0)
 
 
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS")
@@ -182,7 +327,7 @@ def _emit(results, fmt: str, output: str | None, verbose: bool = False) -> None:
         from .report import table
 
         if output:
-            with open(output, "w", encoding="utf-8") as fh:
+            with open_atomic(output) as fh:
                 table.render(results, table.console(fh, table.terminal_width(fh)), verbose)
         else:
             table.render(results, table.console(width=table.terminal_width()), verbose)
@@ -193,7 +338,7 @@ def _emit(results, fmt: str, output: str | None, verbose: bool = False) -> None:
         from .report.markdown import render
     text = render(results)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        write_text(output, text)
     else:
         click.echo(text, nl=False)
 

@@ -14,6 +14,7 @@ reaches it.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -188,5 +189,8 @@ def plot(result: SweepResult, path: str) -> None:
     ax.legend(fontsize=7, loc="best")
     ax.invert_xaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from .outfiles import open_atomic
+
+    with open_atomic(path, "wb") as fh:
+        fig.savefig(fh, dpi=120, format=Path(path).suffix.lstrip(".").lower() or "png")
     plt.close(fig)

@@ -72,6 +72,33 @@ def object_ref(cls: type) -> str:
     return key
 
 
+MAX_FRAMES = 8     # user frames shown in an error: the first few and the innermost
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters."""
+    text = str(exc).strip().split("\n", 1)[0]
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _shorten(frames: list[str]) -> list[str]:
+    """Frames as Python prints them for deep recursion: a run of identical lines is shown once
+    with its count, and at most MAX_FRAMES lines are kept (the outermost 3, the innermost rest)."""
+    out: list[str] = []
+    k = 0
+    while k < len(frames):
+        run = 1
+        while k + run < len(frames) and frames[k + run] == frames[k]:
+            run += 1
+        out.append(frames[k])
+        if run > 1:
+            out.append(f"(the line above repeated {run - 1} more times)")
+        k += run
+    if len(out) > MAX_FRAMES:
+        out = out[:3] + [f"... {len(out) - MAX_FRAMES + 1} more frames"] + out[-(MAX_FRAMES - 4):]
+    return out
+
+
 def _impl(value: str, base: Path) -> Impl:
     return Impl(value, Path(base).resolve())
 
@@ -152,11 +179,18 @@ class Custom(Layer):
             where, name, is_file = self.impl.parse()
         except ValueError as exc:
             self._fail(str(exc))
+        if not is_file and (self.impl.base / where).is_file():
+            is_file = True      # `layer.txt:L`: a file that exists, not a module name
         if is_file:
             path = (self.impl.base / where).resolve()
             self._file = str(path)
+            if path.exists() and not path.is_file():
+                self._fail(f"impl {_shown(path)} is not a regular file")
             if not path.is_file():
                 self._fail(f"impl file not found: {_shown(path)}")
+            if path.suffix != ".py":
+                self._fail(f"impl file {_shown(path)} is not a Python file (.py); name the .py file "
+                           "that defines the class")
             module = self._load_file(path)
         else:
             module = self._import(where)
@@ -208,10 +242,10 @@ class Custom(Layer):
             raise
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of user code is reported
             label = {"__init__": "the constructor", "import": "loading the file"}.get(what, what)
-            msg = f"{label} raised {type(exc).__name__}: {exc}"
+            msg = f"{label} raised {type(exc).__name__}: {_first_line(exc)}"
             if hint:
                 msg += f" ({hint})"
-            frames = self._user_frames(exc)
+            frames = _shorten(self._user_frames(exc))
             raise UserCodeError(f"{self.where or 'custom layer'} (custom {self.impl.text}): {msg}"
                                 + "".join(f"\n  {f}" for f in frames)) from None
 

@@ -83,6 +83,8 @@ def save_arrays(results: list[CaseResult], folder: str | Path) -> list[Path]:
 
     import numpy as np
 
+    from ..outfiles import open_atomic
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths, seen = [], {}
@@ -90,6 +92,7 @@ def save_arrays(results: list[CaseResult], folder: str | Path) -> list[Path]:
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", r.name).lstrip(".") or "case"
         seen[stem] = seen.get(stem, 0) + 1
         p = folder / (f"{stem}.npz" if seen[stem] == 1 else f"{stem}-{seen[stem]}.npz")
-        np.savez(p, **r.arrays)
+        with open_atomic(p, "wb") as fh:
+            np.savez(fh, **r.arrays)
         paths.append(p)
     return paths

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..outfiles import write_bytes, write_text
 from .eq7 import PAIRS_OF_INTEREST, _fmt
 
 RULE_COLORS = {"eq7_literal": "#d62728", "eq1": "#1f77b4", "eq2": "#2ca02c", "exact": "#7f7f7f",
@@ -289,17 +290,17 @@ def write(r: dict[str, Any], output: str | Path, json_path: str | Path | None = 
     written = []
     figs = figures(r)
     if output.suffix.lower() in (".html", ".htm"):
-        output.write_text(render_html(r, figs), encoding="utf-8")
+        write_text(output, render_html(r, figs))
     else:
         names = {}
         for key, png in figs.items():
             p = output.with_name(f"{output.stem}-{key}.png")
-            p.write_bytes(png)
+            write_bytes(p, png)
             names[key] = p.name
             written.append(p)
-        output.write_text(render_markdown(r, names), encoding="utf-8")
+        write_text(output, render_markdown(r, names))
     written.insert(0, output)
     if json_path:
-        Path(json_path).write_text(json.dumps(r, indent=2) + "\n", encoding="utf-8")
+        write_text(json_path, json.dumps(r, indent=2) + "\n")
         written.append(Path(json_path))
     return written

@@ -1,6 +1,7 @@
 """JUnit XML: one testsuite per case, one testcase per row."""
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from ..check import CaseResult
@@ -25,7 +26,18 @@ def _direction(suite, r: CaseResult, d) -> None:
         fail.text = f"reproduce: {reproduce(r)}"
 
 
+# characters XML 1.0 forbids even escaped (C0 controls but tab/newline/return, surrogates, FFFE/FFFF)
+_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with every character XML 1.0 cannot hold shown as ``\\xNN`` / ``\\uNNNN``."""
+    return _ILLEGAL_XML.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def render(results: list[CaseResult]) -> str:
+    """JUnit XML for ``results``; any text a parser would refuse (a control character in a case
+    name or path) is escaped, so the file always parses."""
     suites = ET.Element("testsuites", name="gradcheck",
                         tests=str(sum(_count(r) for r in results)),
                         failures=str(sum(_failures(r) for r in results)))
@@ -50,5 +62,9 @@ def render(results: list[CaseResult]) -> str:
                 fail.text = "\n".join(lines)
         for d in r.composition:
             _direction(suite, r, d)
+    for el in suites.iter():
+        el.attrib = {k: xml_safe(v) for k, v in el.attrib.items()}
+        if el.text:
+            el.text = xml_safe(el.text)
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
