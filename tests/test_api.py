@@ -259,9 +259,9 @@ def test_jobs_gives_the_same_bytes_as_a_serial_run(suite, tmp_path):
 
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_jobs_reports_the_first_error_like_a_serial_run(suite, tmp_path, monkeypatch, start):
-    from gradcheck_cli import cli
+    from gradcheck_cli import cli_runtime
 
-    monkeypatch.setattr(cli, "_START", start)
+    monkeypatch.setattr(cli_runtime, "_START", start)
     # fails only when run (backward), so the error comes from a worker process
     bad = {"name": "bad", "input": [3, 4], "layers": [{"type": "custom", "impl": f"{UL / 'broken.py'}:BackwardRaises"}]}
     (suite / "b-bad.yaml").write_text(yaml.safe_dump(bad), encoding="utf-8")
