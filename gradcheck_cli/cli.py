@@ -143,8 +143,9 @@ def sweep(case, eps, sample, form, plot_file, fmt) -> None:
 
 @main.command(name="list")
 def list_layers() -> None:
-    """List the layers: their options, and each gradient form (n/a with the reason)."""
+    """List the layers (their options, each gradient form or why it is n/a) and the losses."""
     from .catalog import layers
+    from .losses import LOSSES
     from .registry import FORMS
 
     for name, spec in sorted(layers().items()):
@@ -161,20 +162,27 @@ def list_layers() -> None:
                 click.echo(f"  {f:<12} n/a: {spec.na.get(f, 'not implemented')}")
         if "custom" in spec.forms:
             click.echo(f"  {'custom':<12} the user's own backward")
+    for name, cls in sorted(LOSSES.items()):
+        click.echo(f"loss {name}: {cls.summary}")
 
 
 @main.command()
 @click.argument("layer")
 def new(layer: str) -> None:
-    """Print a starter case for LAYER (redirect it to a .yaml file)."""
+    """Print a starter case for LAYER, a layer or a loss (redirect it to a .yaml file)."""
     from .cases import suggest
     from .catalog import layers
+    from .losses import LOSSES, starter_case
 
     known = layers()
-    if layer not in known:
-        raise click.BadParameter(f"unknown layer {layer!r}{suggest(layer, known)}; known: "
-                                 f"{', '.join(sorted(known))}", param_hint="LAYER")
-    click.echo(known[layer].cls.starter_case(), nl=False)
+    if layer in known:
+        click.echo(known[layer].cls.starter_case(), nl=False)
+    elif layer in LOSSES:
+        click.echo(starter_case(layer), nl=False)
+    else:
+        names = sorted({*known, *LOSSES})
+        raise click.BadParameter(f"unknown layer or loss {layer!r}{suggest(layer, names)}; known: "
+                                 f"{', '.join(names)}", param_hint="LAYER")
 
 
 @main.group(cls=_Group)

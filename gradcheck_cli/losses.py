@@ -241,7 +241,7 @@ def get_loss(name: str) -> Loss:
 
 def starter_case(name: str) -> str:
     """A YAML case that exercises the loss ``name`` (linear scores, reduction mean), passing as
-    printed: what `gradcheck new` could print for a loss (cli.py does not call it yet)."""
+    printed: what `gradcheck new LOSS` prints."""
     import yaml
 
     cls = LOSSES[name]

@@ -296,3 +296,17 @@ def test_saved_arrays_never_overwrite_each_other(tmp_path):
     res = invoke("run", tmp_path, "--save-arrays", tmp_path / "out", "--format", "json")
     assert res.exit_code == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["same_name-2.npz", "same_name.npz"]
+
+
+def test_list_names_the_losses_and_new_prints_a_loss_starter(tmp_path):
+    from gradcheck_cli.losses import LOSSES
+
+    listed = invoke("list").output
+    for name in LOSSES:
+        assert f"loss {name}: " in listed
+    res = invoke("new", "hinge")
+    assert res.exit_code == 0 and "type: hinge" in res.output
+    (tmp_path / "h.yaml").write_text(res.output, encoding="utf-8")
+    assert invoke("run", tmp_path / "h.yaml").exit_code == 0
+    bad = invoke("new", "hing")
+    assert bad.exit_code == 2 and "did you mean `hinge`" in bad.output
