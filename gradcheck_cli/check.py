@@ -33,7 +33,7 @@ import numpy as np
 from . import kinks
 from .cases import Case
 from .errors import CaseError
-from .local import DEFAULT_MODE, VIEWS
+from .local import DEFAULT_MODE, MODES_BY_NAME
 from .network import Network
 from .results import Agreement, CaseResult, Direction, Entry, Row
 from .verdict import (DEFAULT_TOLERANCE, ERR32_FACTOR, REFINE, _agreement, _float32_note,
@@ -59,8 +59,9 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
 
     started = time.perf_counter()
     mode = mode or case.mode or DEFAULT_MODE
-    if mode not in VIEWS:
-        raise CaseError(case.file, "mode", f"unknown mode {mode!r}; known: {', '.join(VIEWS)}")
+    if mode not in MODES_BY_NAME:
+        raise CaseError(case.file, "mode", f"unknown mode {mode!r}; known: {', '.join(MODES_BY_NAME)}")
+    strategy = MODES_BY_NAME[mode]
     net = Network.build(case, _preflight(case, memory_limit))
     guards.bounded_values(net)      # values whose products overflow are bad input (guards.py)
     resampled, margins = kinks.keep_margin(net)
@@ -82,7 +83,7 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
                          if sample and sample < size else np.arange(size))
     xs_dt = net.forward(dt)
     grads = {f: net.backward(f, xs_dt, dt) for f in form_names}
-    views = VIEWS[mode](net, xs_dt, grads)
+    views = strategy.views(net, xs_dt, grads)
     n = len(net.layers)
     for view in views:          # the loss's view checks y, every entry or a sample of them
         if view.layers == [n]:
@@ -116,10 +117,8 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
         new = _check_view(view, ps, picks, form_names, case, rtol, atol, est.budget, tick, arrays, agreement)
         rows = merge_cotangents(rows, new) if view.cotangent == "random" else rows + new
         copies += view.net.copies
-    directions = []
-    if mode == "local":
-        err32 = _float64_side(net, form_names, xs64)[1] if dt == np.float32 else None
-        directions = composition.check(net, grads, rtol, atol, err32)
+    err32 = _float64_side(net, form_names, xs64)[1] if dt == np.float32 and strategy.directions else None
+    directions = composition.check(net, grads, rtol, atol, err32, strategy.directions)
     loss_rows = [r for r in rows if r.is_loss]
     rows = [r for r in rows if not r.is_loss]
     return CaseResult(case.name, case.file, case.seed, case.dtype, rtol, atol, rows, agreement,

@@ -66,6 +66,8 @@ def directions(net, rng: np.random.Generator) -> dict[tuple[int, str], np.ndarra
 def check(net, grads: dict[str, list[dict]], rtol: float, atol: float,
           err32: dict[str, list[dict]] | None = None, count: int = DIRECTIONS) -> list[Direction]:
     """Rows of the composition check, ``count`` directions x each form of ``grads``."""
+    if not count:
+        return []
     rng = np.random.default_rng([net.case.seed, 6])
     h0 = net.case.eps or DEFAULT_EPS
     base = _per_sample(net, net.x0, net.params)

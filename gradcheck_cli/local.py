@@ -25,9 +25,11 @@ differences.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
+from .composition import DIRECTIONS
 from .losses import BoundLoss, Projection
 from .network import Network
 from .registry import FormInfo, Layer
@@ -125,4 +127,15 @@ def loss_view(net: Network, y: np.ndarray) -> View:
     return View(sub, [len(net.layers)], "", {"x": "y"})
 
 
-VIEWS = {"local": local_views, "network": network_views}
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    """An engine mode: the views its rows come from, and how many random directions the
+    composition check (composition.py) takes of the whole gradient (0: none)."""
+
+    name: str
+    views: Callable[[Network, list[np.ndarray], dict], list[View]]
+    directions: int
+
+
+MODES_BY_NAME = {"local": Mode("local", local_views, DIRECTIONS),
+                 "network": Mode("network", network_views, 0)}

@@ -1,31 +1,6 @@
-"""Finite differences, computed in float64 from real forward evaluations.
-
-Every checked entry j gets its own central difference ``(L(v + h e_j) - L(v - h e_j)) / 2h``
-from two perturbed forward evaluations; nothing is inferred from the analytic gradient.
-What makes it fast is that one forward evaluation serves many entries:
-
-* ``f(values)`` evaluates K stacked values of a tensor in one vectorised call;
-* L is a sum of loss terms (one per output entry for projection / sum / mse, one per sample
-  for cross_entropy). When entries i and j change disjoint sets of terms (their *regions*,
-  from the layers' ``structure``, see sparsity.py), both are perturbed in the same copy, and
-  ``L(v + h e_j) - L(v)`` is the sum of the moved terms in j's own region — exactly what
-  perturbing j alone gives, because no other perturbed entry reaches those terms. Entries of
-  different samples never share a region (built-in layers are per-sample), so the samples of
-  the batch share copies too. For a k x k convolution this takes C k^2 pairs of copies for x
-  instead of N C H W (Curtis, Powell & Reid colouring).
-* Guards against a layer whose declared structure is too small: three random halves of colours
-  per tensor are also perturbed, each in a copy of its own ("probes", :func:`_probe_sets`), and
-  every copy is checked for loss terms that moved outside its perturbed regions; if any did,
-  that tensor is redone with one entry per copy (:func:`central_differences`). Layers that mix
-  samples are always checked that way, and so is a tensor whose region is every term (a
-  parameter without structure, or x of a batch of one): nothing to share, nothing to probe.
-
-Rounding estimate (``noise``): 32 u (|L(v+h)| + |L(v-h)|) / 2h per entry for one entry per
-copy; for coloured entries the same with |L| replaced by the sum of |terms| in the entry's
-region (the only terms whose difference enters its value).
-
-Step: ``h_j = eps * max(1, |v_j|)`` with ``eps`` = cbrt(machine epsilon of float64) ~ 6.1e-6
-by default, which balances truncation (~h^2) against rounding (~u |L| / h).
+"""Coloured central differences: entries whose regions of loss terms do not overlap share a
+pair of perturbed copies (see the package docstring), with probes that catch a declared
+structure that is too small.
 """
 from __future__ import annotations
 
@@ -34,71 +9,8 @@ from typing import Callable
 
 import numpy as np
 
-U64 = float(np.finfo(np.float64).eps)
-DEFAULT_EPS = U64 ** (1.0 / 3.0)
-NOISE_FACTOR = 32.0     # rounding error of one loss evaluation, in units of u * |L|
-DEFAULT_BUDGET = 256 * 2**20   # bytes of perturbed copies alive at once
+from .central import DEFAULT_BUDGET, NOISE_FACTOR, U64, Numerical, steps
 
-
-@dataclasses.dataclass
-class Numerical:
-    """Central differences of the checked entries of one tensor (flat indices ``index``)."""
-
-    index: np.ndarray
-    values: np.ndarray
-    noise: np.ndarray          # estimated rounding error of each value
-    step: np.ndarray
-    dplus: np.ndarray          # L(v + h e_j) - L(v): coloured, summed over j's region only
-    dminus: np.ndarray         # L(v - h e_j) - L(v)
-    method: str = "per-entry"  # "coloured (C colours)" or "per-entry"
-
-
-def json_number(x: float) -> float | str:
-    """A float for JSON, which has no NaN/Inf: those are written as strings ("nan", "inf")."""
-    x = float(x)
-    return x if np.isfinite(x) else str(x)
-
-
-def steps(v: np.ndarray, eps: float | None) -> np.ndarray:
-    """Step per entry, scaled to the entry's magnitude."""
-    return (eps or DEFAULT_EPS) * np.maximum(1.0, np.abs(v))
-
-
-def central_differences(f: Callable[[np.ndarray], np.ndarray], base: np.ndarray,
-                        index: np.ndarray, L0: float, eps: float | None = None, chunk: int = 64,
-                        progress: Callable[[int], None] | None = None) -> Numerical:
-    """dL/dv_j for every flat index j in ``index``; ``f`` maps (K, *shape) values to (K,) losses,
-    ``L0`` is the loss at ``base``."""
-    base = np.asarray(base, dtype=np.float64)
-    flat = base.reshape(-1)
-    h = steps(flat[index], eps)
-    n = len(index)
-    plus, minus = np.empty(n), np.empty(n)
-    chunk = max(1, int(chunk))
-    for start in range(0, n, chunk):
-        j = index[start:start + chunk]
-        k = len(j)
-        V = np.repeat(flat[None], 2 * k, axis=0)
-        rows = np.arange(k)
-        V[rows, j] += h[start:start + k]
-        V[k + rows, j] -= h[start:start + k]
-        L = np.asarray(f(V.reshape(2 * k, *base.shape)), dtype=np.float64)
-        plus[start:start + k], minus[start:start + k] = L[:k], L[k:]
-        if progress:
-            progress(k)
-    values = (plus - minus) / (2 * h)
-    noise = NOISE_FACTOR * U64 * (np.abs(plus) + np.abs(minus)) / (2 * h)
-    return Numerical(index, values, noise, h, plus - L0, minus - L0)
-
-
-def chunk_size(bytes_per_copy: int, n: int, budget: int = DEFAULT_BUDGET) -> int:
-    """How many entries to perturb per call so that 2K copies fit in ``budget`` bytes."""
-    return int(max(1, min(n, budget // max(1, 2 * bytes_per_copy))))
-
-
-# ------------------------------------------------------------------------------------------
-# coloured central differences
-# ------------------------------------------------------------------------------------------
 VALIDATE = 1e4   # a term outside every perturbed region may move by this many u * |term|
 OWNER_MAX = 2**22  # entries of the owner map (colours x terms); larger plans gather instead
 
@@ -138,7 +50,7 @@ class Plan:
 
 def plan(net, i: int, tensor: str, index: np.ndarray) -> Plan:
     """Colour the entries ``index`` of layer i's ``tensor`` (see the module docstring)."""
-    from .sparsity import colour_columns
+    from ..sparsity import colour_columns
 
     shape = tuple(net.shapes[i]) if tensor == "x" else tuple(net.params[i][tensor].shape)
     index = np.asarray(index, dtype=np.int64)
@@ -397,29 +309,3 @@ def _probe(net, p: Plan, xs, T0: np.ndarray, flat: np.ndarray, h: np.ndarray) ->
     thr = _threshold(p, T0)
     if np.any((np.abs(D) > (thr if p.shared else np.broadcast_to(thr, T0.shape))) & ~inside):
         raise StructureViolated(f"layers[{p.layer}].{p.tensor}")
-
-
-def differentiate(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0: float,
-                  eps: float | None = None, budget: int = DEFAULT_BUDGET,
-                  progress: Callable[[int], None] | None = None) -> Numerical:
-    """Numerical derivatives of the entries of plan ``p``: coloured when the plan allows it,
-    else (or when the declared structure proves too small) one entry per copy."""
-    if p.method == "coloured":
-        reported = 0
-
-        def counted(k: int) -> None:
-            nonlocal reported
-            reported += k
-            if progress:
-                progress(k)
-
-        try:
-            return coloured_differences(net, p, xs, T0, eps, budget, counted)
-        except StructureViolated:
-            if progress and reported:
-                progress(-reported)          # the entries are evaluated again below
-    i, t = p.layer, p.tensor
-    base = net.value_of(i, t, xs)
-    size = 2 * net.copy_bytes(i, t)
-    return central_differences(lambda V: net.stacked_loss(i, t, V, xs), base, p.index, L0, eps,
-                               max(1, budget // max(1, size)), progress)
