@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import kinks
+from . import frozen, kinks
 from .cases import Case
 from .errors import CaseError, GradcheckError
 from .network import Network
@@ -267,6 +267,7 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
         numer = numeric.differentiate(net, plans[(i, t)], xs64, T0, L0, case.eps, est.budget, tick)
         chunk = max(1, est.budget // max(1, 2 * cost.copy_bytes(net, i, t)))   # refine: 2 chunk copies a call
         struct = (dist[i].reshape(-1)[idx] <= numer.step) if t == "x" and dist[i] is not None else None
+        on_kink = frozen.kinks_from(dist, i)     # exact kinks downstream: a step may cross several
         own = [f for f in form_names if f in layer.forms]
         analytic = {f: np.asarray(grads[f][i][t], dtype=np.float64) for f in own}
         extra = {f: ERR32_FACTOR * err32[f][i][t].reshape(-1)[idx] for f in own if f in err32}
@@ -274,16 +275,18 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
         need = np.zeros(len(idx), dtype=bool)
         for f in own:
             need |= _needs_refinement(analytic[f].reshape(-1)[idx], numer, rtol, atol,
-                                      extra.get(f), struct)
-        fine = None
+                                      extra.get(f), struct, on_kink)
+        fine = froz = None
         if need.any():
             fine = refine(net, i, t, xs64, base, idx[need], numer.step[need], chunk)
+            froz = frozen.differences(net, i, t, xs64, base, idx[need], numer.step[need])
         for f in own:
             a = analytic[f]
-            row = _judge(i, layer.type_name, t, f, a, numer, rtol, atol, extra.get(f), fine, need, struct)
+            row = _judge(i, layer.type_name, t, f, a, numer, rtol, atol, extra.get(f), fine, need,
+                         struct, froz, on_kink)
             if f in grads64 and not row.passed:
                 row.note = _float32_note(row, i, layer.type_name, t, f, grads64[f][i][t], numer,
-                                         fine, need, struct, case)
+                                         fine, need, struct, case, froz, on_kink)
             layer_note = layer.row_note(t, f, a.reshape(-1)[idx], numer.values)
             row.note = "; ".join(s for s in (row.note, layer_note) if s)
             rows.append(row)
@@ -369,11 +372,11 @@ def float32_error(net: Network, form: str, xs64: list[np.ndarray],
 
 
 def _float32_note(row: Row, i: int, type_name: str, t: str, f: str, a64: np.ndarray,
-                  numer: Numerical, fine, need, struct, case: Case) -> str:
+                  numer: Numerical, fine, need, struct, case: Case, froz=None, on_kink=False) -> str:
     """Say whether a float32 failure exists only in float32: judge the same form run in float64."""
     rtol, atol = DEFAULT_TOLERANCE["float64"]
     r64 = _judge(i, type_name, t, f, np.asarray(a64, np.float64), numer, rtol, atol, None,
-                 fine, need, struct)
+                 fine, need, struct, froz, on_kink)
     lead = f"{row.note}; " if row.note else ""
     if r64.passed:
         return (f"{lead}fails only in float32: the same form in float64 passes "
@@ -395,8 +398,10 @@ def _threshold(a, n, noise, rtol, atol, extra):
     return thr if extra is None else thr + extra
 
 
-def _needs_refinement(a, numer: Numerical, rtol, atol, extra, struct) -> np.ndarray:
-    """Entries that fail the central test and that a kink could explain."""
+def _needs_refinement(a, numer: Numerical, rtol, atol, extra, struct, on_kink=False) -> np.ndarray:
+    """Entries that fail the central test and that a kink could explain (every failing entry
+    when a layer from this one on sits exactly on a kink: its step may cross several at once,
+    and their one-sided differences can even agree)."""
     n = numer.values
     err = np.abs(a - n)
     thr = _threshold(a, n, numer.noise, rtol, atol, extra)
@@ -405,7 +410,7 @@ def _needs_refinement(a, numer: Numerical, rtol, atol, extra, struct) -> np.ndar
     explainable = gap >= 0.1 * err           # the one-sided differences disagree: maybe a kink
     if struct is not None:
         explainable |= struct
-    return fails & explainable
+    return fails & (explainable | on_kink)
 
 
 @dataclasses.dataclass
@@ -487,11 +492,21 @@ def _kink_pass(a, n, fine: Refined, pos: np.ndarray, rtol, atol, extra):
     return (ap >= lo - thr) & (ap <= hi + thr)
 
 
+def _frozen_pass(a, froz, at: np.ndarray, pos: np.ndarray, rtol, atol, extra) -> np.ndarray:
+    """For the entries at positions ``pos``: does a equal the frozen network's derivative?"""
+    nf, noise = froz[0][at], froz[1][at]
+    ap = a[pos]
+    thr = _threshold(ap, nf, noise, rtol, atol, None if extra is None else extra[pos])
+    return np.abs(ap - nf) <= thr
+
+
 def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Numerical,
            rtol: float, atol: float, extra: np.ndarray | None = None,
            fine: Refined | None = None, need: np.ndarray | None = None,
-           struct: np.ndarray | None = None) -> Row:
-    """One row: the central test, then the kink rule for the entries ``need`` (refined in ``fine``)."""
+           struct: np.ndarray | None = None, froz: tuple[np.ndarray, np.ndarray] | None = None,
+           on_kink: bool = False) -> Row:
+    """One row: the central test, then the kink rule for the entries ``need`` (refined in ``fine``),
+    then for those still failing the frozen network's differences ``froz`` (frozen.py)."""
     shape = a_full.shape
     a = a_full.reshape(-1)[numer.index]
     n = numer.values
@@ -503,11 +518,13 @@ def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Nu
     kink = np.zeros_like(bad) if struct is None else struct.copy()
     by_kink = np.zeros_like(bad)              # failed the central test, passed by the kink rule
     if fine is not None and need is not None and bad.any():
-        mine = _needs_refinement(a, numer, rtol, atol, extra, struct) & need
+        mine = _needs_refinement(a, numer, rtol, atol, extra, struct, on_kink) & need
         if mine.any():
             pos = np.flatnonzero(mine)
-            ok = _kink_pass(a, n, fine.subset(np.searchsorted(np.flatnonzero(need), pos)), pos,
-                            rtol, atol, extra)
+            at = np.searchsorted(np.flatnonzero(need), pos)
+            ok = _kink_pass(a, n, fine.subset(at), pos, rtol, atol, extra)
+            if froz is not None:
+                ok |= _frozen_pass(a, froz, at, pos, rtol, atol, extra)
             bad[pos[ok]] = False
             kink[pos[ok]] = True
             by_kink[pos[ok]] = True
