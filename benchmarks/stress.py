@@ -35,7 +35,7 @@ if __package__ in (None, ""):                     # run as a script: the repo ro
 
 from gradcheck_cli import registry
 from gradcheck_cli.cases import from_dict
-from gradcheck_cli.check import run_case
+from gradcheck_cli.check import DEFAULT_TOLERANCE, run_case
 from gradcheck_cli.errors import GradcheckError
 from gradcheck_cli.network import Network
 
@@ -177,19 +177,27 @@ class Bug:
                 f"({which})")
 
 
-def draw_bug(rng, doc: dict) -> Bug:
+def draw_bug(rng, doc: dict) -> Bug | None:
     """A random (layer, tensor, entry, one form or all) and the move of the issue: 1e-4 (1e-2 in
-    float32) x the tensor's largest gradient magnitude (the float64 gradient, l2 included)."""
+    float32) x the tensor's largest gradient magnitude (the float64 gradient, l2 included).
+
+    Only tensors whose move exceeds 10 x the dtype's atol are drawn: a tensor whose gradient is
+    zero to rounding (dead ReLUs) would get a "bug" of 1e-20, below any absolute tolerance.
+    None when the case has no such tensor."""
     net = Network.build(from_dict(doc))
     xs = net.forward(np.float64)
-    i = int(rng.integers(len(net.layers)))
+    scale = BUG_SCALE[doc["dtype"]]
+    grads = net.backward(next(iter(net.layers[0].forms)), xs)
+    floor = 10 * DEFAULT_TOLERANCE[doc["dtype"]][1]
+    pool = [(i, t) for i, t in net.tensors() if scale * np.max(np.abs(grads[i][t])) > floor]
+    if not pool:
+        return None
+    i, t = pool[int(rng.integers(len(pool)))]
     layer = net.layers[i]
-    t = str(rng.choice(["x", *layer.params()]))
     forms = tuple(layer.forms)
     g = np.asarray(net.backward(forms[0], xs)[i][t], np.float64)
     index = tuple(int(k) for k in np.unravel_index(int(rng.integers(g.size)), g.shape))
-    scale = float(np.max(np.abs(g))) or 1.0
-    delta = BUG_SCALE[doc["dtype"]] * scale * float(rng.choice([-1.0, 1.0]))
+    delta = scale * float(np.max(np.abs(g))) * float(rng.choice([-1.0, 1.0]))
     all_forms = bool(rng.random() < 0.5)
     return Bug(i, t, index, delta, forms if all_forms else (str(rng.choice(forms)),), all_forms)
 
@@ -253,8 +261,12 @@ def cases(n: int, seed: int, kinky: bool, dtypes: list[str], bugs: bool):
     """(doc, bug or None) for N cases from ``seed``: dtypes alternate."""
     rng = np.random.default_rng(seed)
     for k in range(n):
-        doc = make_case(rng, k, kinky, dtypes[k % len(dtypes)])
-        yield doc, (draw_bug(rng, doc) if bugs else None)
+        while True:
+            doc = make_case(rng, k, kinky, dtypes[k % len(dtypes)])
+            bug = draw_bug(rng, doc) if bugs else None
+            if bug or not bugs:
+                break
+        yield doc, bug
 
 
 def summary_of(res) -> str:

@@ -492,12 +492,16 @@ def _kink_pass(a, n, fine: Refined, pos: np.ndarray, rtol, atol, extra):
     return (ap >= lo - thr) & (ap <= hi + thr)
 
 
-def _frozen_pass(a, froz, at: np.ndarray, pos: np.ndarray, rtol, atol, extra) -> np.ndarray:
-    """For the entries at positions ``pos``: does a equal the frozen network's derivative?"""
-    nf, noise = froz[0][at], froz[1][at]
+def _frozen_verdict(kink_ok, a, froz, at: np.ndarray, pos: np.ndarray, rtol, atol, extra) -> np.ndarray:
+    """For the entries at positions ``pos``: a equals the frozen network's derivative (frozen.py),
+    or the kink rule passed it (``kink_ok``) and the frozen network still crosses a kink there
+    (one not frozen: its own one-sided differences disagree). Where the frozen network is smooth,
+    its derivative alone decides."""
+    nf, noise, gap = froz[0][at], froz[1][at], froz[2][at]
     ap = a[pos]
     thr = _threshold(ap, nf, noise, rtol, atol, None if extra is None else extra[pos])
-    return np.abs(ap - nf) <= thr
+    err = np.abs(ap - nf)
+    return (err <= thr) | (kink_ok & (gap >= 0.1 * err))
 
 
 def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Numerical,
@@ -524,7 +528,7 @@ def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Nu
             at = np.searchsorted(np.flatnonzero(need), pos)
             ok = _kink_pass(a, n, fine.subset(at), pos, rtol, atol, extra)
             if froz is not None:
-                ok |= _frozen_pass(a, froz, at, pos, rtol, atol, extra)
+                ok = _frozen_verdict(ok, a, froz, at, pos, rtol, atol, extra)
             bad[pos[ok]] = False
             kink[pos[ok]] = True
             by_kink[pos[ok]] = True

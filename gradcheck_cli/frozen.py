@@ -17,7 +17,10 @@ max-pool argmax) fixed as at its input ``at`` of the checked point. It equals th
 at the checked point and is smooth around it, and its derivative is exactly what a correct
 chain rule with the layers' convention gives, at kinks and away from them. An entry is accepted
 by it only when its analytic value matches that derivative within the usual tolerance, so a
-wrong gradient still fails.
+wrong gradient still fails. When the frozen network is smooth at the entry (every kink its
+step crosses is frozen), it is the only reference: the layers declared their convention, and a
+value merely between the one-sided derivatives (which the convention-agnostic kink rule would
+take) is a wrong gradient there.
 """
 from __future__ import annotations
 
@@ -48,17 +51,19 @@ def losses(net, i: int, t: str, values: np.ndarray, xs: list[np.ndarray]) -> np.
 
 
 def differences(net, i: int, t: str, xs: list[np.ndarray], base: np.ndarray, index: np.ndarray,
-                step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Central differences of the frozen network for the flat entries ``index`` (steps ``step``)
-    and their rounding estimate: (values, noise)."""
+                step: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Central differences of the frozen network for the flat entries ``index`` (steps ``step``):
+    (values, rounding estimate, |right - left| one-sided gap). A gap means the step still crosses
+    a kink the frozen network does not freeze (a layer without ``frozen_forward``)."""
     flat = np.asarray(base, np.float64).reshape(-1)
     k = len(index)
-    V = np.repeat(flat[None], 2 * k, axis=0)
+    V = np.repeat(flat[None], 2 * k + 1, axis=0)
     V[np.arange(k), index] += step
     V[k + np.arange(k), index] -= step
-    L = losses(net, i, t, V.reshape(2 * k, *base.shape), xs)
-    plus, minus = L[:k], L[k:]
-    return (plus - minus) / (2 * step), NOISE_FACTOR * U64 * (np.abs(plus) + np.abs(minus)) / (2 * step)
+    L = losses(net, i, t, V.reshape(2 * k + 1, *base.shape), xs)
+    plus, minus, L0 = L[:k], L[k:2 * k], L[-1]
+    noise = NOISE_FACTOR * U64 * (np.abs(plus) + np.abs(minus)) / (2 * step)
+    return (plus - minus) / (2 * step), noise, np.abs(plus + minus - 2 * L0) / step
 
 
 def kinks_from(dist: list[np.ndarray | None], i: int) -> bool:
