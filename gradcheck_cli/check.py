@@ -343,7 +343,9 @@ def float32_error(net: Network, form: str, xs64: list[np.ndarray],
 
     A correct float32 computation is the exact computation on data perturbed by about one unit
     of float32 rounding u32 at every step. So the same form is run in float64 with every input,
-    parameter and activation multiplied by (1 + u32 r), r uniform in [-1, 1] (seeded), and the
+    parameter and activation multiplied by (1 + u32 r), r uniform in [-1, 1] (seeded, and a
+    function of the value: equal values round alike, so exact ties -- a max-pool window of
+    equal maxima -- stay ties, as they do in float32; see :func:`_value_noise`), and the
     largest change of each entry over ``trials`` runs is its estimate, floored at the rms estimate
     of its tensor. Where the gradient cancels (a small entry summed from large terms) the estimate
     grows with the terms, not with the entry.
@@ -351,7 +353,7 @@ def float32_error(net: Network, form: str, xs64: list[np.ndarray],
     rng = np.random.default_rng([net.case.seed, 3])
 
     def jitter(a: np.ndarray) -> np.ndarray:
-        return a * (1.0 + U32 * rng.uniform(-1.0, 1.0, np.shape(a)))
+        return a * (1.0 + U32 * _value_noise(a, int(rng.integers(2**63))))
 
     est = [{k: np.zeros(np.shape(v)) for k, v in g.items()} for g in g64]
     for _ in range(trials):
@@ -369,6 +371,24 @@ def float32_error(net: Network, form: str, xs64: list[np.ndarray],
             v = np.where(np.isfinite(v), v, 0.0)         # NaN/Inf entries fail on their own
             e[k] = np.maximum(v, np.sqrt(np.mean(v ** 2)) if v.size else 0.0)
     return est
+
+
+def _value_noise(a: np.ndarray, key: int) -> np.ndarray:
+    """Pseudo-random r in [-1, 1) per entry, a function of the entry's float64 value and ``key``.
+
+    Rounding is a function of the operands: identical values computed identically round
+    identically. Independent draws per entry would break exact ties (equal maxima of a max-pool
+    window, the copies of one maximum that overlapping windows hand on), change the argmax in the
+    jittered runs, and inflate the estimate of a tied entry to its whole gradient: a seeded bug
+    there then passed in float32. Hashing the value keeps ties tied.
+    """
+    bits = np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        h = (bits ^ np.uint64(key)) * np.uint64(0x9E3779B97F4A7C15)
+        h ^= h >> np.uint64(29)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(32)
+    return (h >> np.uint64(11)).astype(np.float64) * (2.0 / 2**53) - 1.0
 
 
 def _float32_note(row: Row, i: int, type_name: str, t: str, f: str, a64: np.ndarray,
