@@ -3,6 +3,7 @@
     python benchmarks/bench.py                 # cases M and L, torch if installed
     python benchmarks/bench.py --cases M --repeat 5
     python benchmarks/bench.py --cases C      # a 5-layer CNN with relu / max-pool kinks
+    python benchmarks/bench.py --cases LENET VGG --no-loop   # whole networks (issue 12)
 
 For each case it runs, as separate processes, and measures wall time (interpreter start and
 imports included) and peak memory (the child's maximum resident set size, from wait4):
@@ -12,7 +13,11 @@ imports included) and peak memory (the child's maximum resident set size, from w
 * ``loop.py`` — a plain per-entry central-difference loop on the scalar loss (for case L a
   random fraction of the entries, extrapolated and marked ``~``);
 * ``torch_gradcheck.py`` — torch.autograd.gradcheck on the same layer, when torch is installed
-  (case M only: for case L its Jacobians would need ~280 GB).
+  (case M only: for case L its Jacobians would need ~280 GB);
+* ``torch_net.py`` — torch.autograd.gradcheck of the whole network's scalar loss (LENET), one
+  thread, every entry of the input and of every parameter;
+* for M and L, ``gradcheck run --mode network`` too: the whole-loss engine the layer-local
+  default replaced, in the same run, so "no slower than before" is a ratio of one run.
 
 Then it checks the issue's targets and that a seeded wrong entry in case L is reported at its
 index. torch is optional: ``pip install torch`` (never a dependency of gradcheck).
@@ -39,8 +44,11 @@ CASES = {
     "M": (HERE / "conv-M.yaml", (4, 8, 8, 16, 16, 3, 1), 1.0),
     "L": (HERE / "conv-L.yaml", (8, 16, 16, 32, 32, 3, 1), 0.002),
     "C": (HERE / "cnn-relu-pool.yaml", None, 0.002),     # a 5-layer CNN with kinks (no torch row)
+    "LENET": (HERE / "lenet5.yaml", "net", 0.0005),       # LeNet-5, cross-entropy, 68k parameters
+    "VGG": (HERE / "vgg.yaml", None, 0.0002),             # VGG-style, cross-entropy, 148k parameters
 }
-TARGETS = {"M": {"speedup": 40.0, "memory_ratio": 1 / 20}, "L": {"seconds": 10.0, "bytes": 2 * 2**30}}
+TARGETS = {"M": {"speedup": 40.0, "memory_ratio": 1 / 20}, "L": {"seconds": 10.0, "bytes": 2 * 2**30},
+           "LENET": {"speedup": 50.0, "bytes": 2**30}, "VGG": {"seconds": 20.0, "bytes": 1.5 * 2**30}}
 
 
 def measure(cmd: list[str]) -> tuple[float, int, int, str]:
@@ -55,8 +63,8 @@ def measure(cmd: list[str]) -> tuple[float, int, int, str]:
         out.seek(0)
         err.seek(0)
         text, errors = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    if code not in (0, 1):
-        sys.stderr.write(errors)
+    if code not in (0, 1) or not text.strip():
+        sys.stderr.write(errors[-2000:])
     return seconds, usage.ru_maxrss * 1024, code, text
 
 
@@ -143,6 +151,31 @@ def main() -> int:
         ours_m = max(r[1] for r in runs)
         print(f"{name:<5} {'gradcheck run':<32} {entries:>9,} {evals:>10,} {ours_t:>9.2f}s {gib(ours_m):>10}  "
               f"median of {len(runs)}, exit {'/'.join(map(str, sorted(codes)))}")
+        verdicts.append((f"{name}: exits 0", codes == {0}))
+        if name in ("M", "L"):
+            net = [measure([sys.executable, "-m", "gradcheck_cli", "run", str(case), "--mode", "network"])
+                   for _ in range(args.repeat)]
+            net_t = statistics.median(r[0] for r in net)
+            print(f"{name:<5} {'gradcheck run --mode network':<32} {'':>9} {'':>10} {net_t:>9.2f}s "
+                  f"{gib(max(r[1] for r in net)):>10}  the whole-loss engine, median of {len(net)}")
+            verdicts.append((f"{name}: the local engine no slower than --mode network (10% noise allowed)",
+                             ours_t <= 1.1 * net_t))
+        if name in ("LENET", "VGG"):
+            tgt = TARGETS[name]
+            verdicts.append((f"{name}: peak memory within {gib(tgt['bytes'])}", ours_m <= tgt["bytes"]))
+            if "seconds" in tgt:
+                verdicts.append((f"{name}: under {tgt['seconds']:.0f} s", ours_t < tgt["seconds"]))
+        if have_torch and targs == "net":
+            t, m, code, out = measure([sys.executable, str(HERE / "torch_net.py"), str(case)])
+            info = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"ok": None}
+            print(f"{name:<5} {'torch.autograd.gradcheck':<32} {info.get('entries', 0):>9,} {'':>10} {t:>9.2f}s "
+                  f"{gib(m):>10}  whole process, one thread, gradcheck call "
+                  f"{info.get('seconds', float('nan')):.1f}s, ok={info['ok']}")
+            speed = t / ours_t
+            print(f"{'':<5} {'  gradcheck run vs torch':<32} {'':>9} {'':>10} {speed:>9.1f}x {ours_m / m:>10.3f}  "
+                  f"(time: torch / ours; memory: ours / torch)")
+            verdicts.append((f"{name}: >= {TARGETS[name]['speedup']:.0f}x faster than torch.autograd.gradcheck",
+                             speed >= TARGETS[name]["speedup"]))
         if not args.no_loop:
             t, m, code, out = measure([sys.executable, str(HERE / "loop.py"), str(case), "--fraction", str(fraction)])
             info = json.loads(out.strip().splitlines()[-1])
@@ -154,7 +187,7 @@ def main() -> int:
                 shown, note, loop_t = f"{t:>9.2f}s", "whole process", t
             print(f"{name:<5} {'per-entry loop':<32} {entries:>9,} {2 * entries:>10,} {shown:>10} {gib(m):>10}  {note}")
             print(f"{'':<5} {'  speed-up of gradcheck run':<32} {'':>9} {'':>10} {loop_t / ours_t:>9.1f}x")
-        if have_torch and name == "M" and targs:
+        if have_torch and name == "M" and isinstance(targs, tuple):
             t, m, code, out = measure([sys.executable, str(HERE / "torch_gradcheck.py"), *map(str, targs)])
             info = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"ok": None}
             print(f"{name:<5} {'torch.autograd.gradcheck':<32} {entries:>9,} {'':>10} {t:>9.2f}s {gib(m):>10}  "

@@ -118,12 +118,19 @@ def _next_layer(rng, shape: tuple[int, ...], kinky: bool) -> tuple[dict, tuple[i
         kind = choices[int(rng.choice(len(choices), p=w / w.sum()))][0]
         cfg = {"type": kind, **_options(kind, rng, kinky)}
         try:
-            out = tuple(registry.get(kind).cls(**cfg_options(cfg)).output_shape(tuple(shape)))
+            out = tuple(layer_class(kind)(**cfg_options(cfg)).output_shape(tuple(shape)))
         except (GradcheckError, ValueError, TypeError):
             continue
         if 0 < int(np.prod(out)) <= MAX_ENTRIES and min(out) > 0:
             return cfg, out
     return None
+
+
+def layer_class(kind: str) -> type:
+    """The registered class of a built-in layer type."""
+    import gradcheck_cli.layers  # noqa: F401 - registers the built-in layers
+
+    return registry.LAYERS[kind].cls
 
 
 def cfg_options(cfg: dict) -> dict:
@@ -221,7 +228,7 @@ def buggy_class(base: type, bug: Bug) -> type:
 @contextlib.contextmanager
 def seeded(doc: dict, bug: Bug):
     """The case with the bug's layer replaced by a registered buggy subclass (removed after)."""
-    base = registry.get(doc["layers"][bug.layer]["type"]).cls
+    base = layer_class(doc["layers"][bug.layer]["type"])
     registry.register(BUG_TYPE)(buggy_class(base, bug))
     try:
         layers = [dict(c) for c in doc["layers"]]

@@ -19,14 +19,15 @@ from .check import CaseResult, run_case
 
 
 def check_case(case: str | Path | Mapping[str, Any] | Case, *, base_dir: str | Path | None = None,
-               sample: int | None = None, forms: tuple[str, ...] | None = None) -> CaseResult:
+               sample: int | None = None, forms: tuple[str, ...] | None = None,
+               mode: str | None = None) -> CaseResult:
     """Check one case and return its result (``.passed``, ``.rows``, ``.arrays``).
 
     ``case`` is a path to a YAML case, a dict with the same fields as the YAML file, or a loaded
     :class:`~gradcheck_cli.cases.Case`. For a dict, relative paths in it (``impl: my_layers.py:...``,
     ``.npy`` files) are found from ``base_dir`` (default: the working folder), and a custom
     layer's ``impl`` may also be the class itself (``"impl": LeakyReLU``).
-    ``sample`` and ``forms`` are the CLI's ``--sample`` and ``--form``.
+    ``sample``, ``forms`` and ``mode`` are the CLI's ``--sample``, ``--form`` and ``--mode``.
 
     Bad input raises :class:`~gradcheck_cli.errors.GradcheckError` (``CaseError`` for the case,
     ``UserCodeError`` for a custom layer's code); a gradient mismatch is not an exception here:
@@ -39,7 +40,7 @@ def check_case(case: str | Path | Mapping[str, Any] | Case, *, base_dir: str | P
                       default_name=str(case.get("name", "case")))
     else:
         c = load(case)
-    return run_case(c, sample=sample, forms=tuple(forms) if forms else None)
+    return run_case(c, sample=sample, forms=tuple(forms) if forms else None, mode=mode)
 
 
 def _with_object_refs(case: Mapping[str, Any]) -> dict:

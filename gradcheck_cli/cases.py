@@ -17,9 +17,10 @@ from .errors import CaseError, ShapeError
 from .registry import FORMS, Option
 
 TOP_KEYS = ("name", "description", "seed", "dtype", "input", "layers", "loss", "regularization",
-            "forms", "tolerance", "numerical")
+            "forms", "tolerance", "numerical", "mode")
 DTYPES = ("float64", "float32")
 REDUCTIONS = ("sum", "mean")
+MODES = ("local", "network")   # the engine's modes: check.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Case:
     atol: float | None = None
     eps: float | None = None
     description: str = ""
+    mode: str | None = None      # None: the default mode (local)
 
     @functools.cached_property
     def shapes(self) -> tuple[tuple[int, ...], ...]:
@@ -129,6 +131,7 @@ def from_dict(doc: Any, file: str = "<dict>", base_dir: str | Path = ".",
         atol=v.number(tol["atol"], "tolerance.atol", nonneg=True) if "atol" in tol else None,
         eps=v.number(num["eps"], "numerical.eps", positive=True) if "eps" in num else None,
         description=v.string(doc.get("description", ""), "description"),
+        mode=v.choice(doc["mode"], "mode", MODES) if "mode" in doc else None,
     )
     case.shapes         # noqa: B018 - the layers' shapes must chain (CaseError), kept for the run
     return case
@@ -137,7 +140,7 @@ def from_dict(doc: Any, file: str = "<dict>", base_dir: str | Path = ".",
 def check_shapes(case: Case) -> list[tuple[int, ...]]:
     """Shapes between layers, from the input on; a CaseError at the first that does not chain.
     Use ``case.shapes``, which keeps the result."""
-    from .network import make_layer
+    from .catalog import make_layer
 
     shapes = [case.input_shape]
     for cfg in case.layers:
@@ -270,11 +273,11 @@ class _Validator:
         return self.shape(x, "input"), None
 
     def layers(self, x: Any) -> tuple[LayerConfig, ...]:
-        from . import registry
+        from . import catalog
 
         if not isinstance(x, list) or not x:
             self.fail("layers", "expected a non-empty list of layers")
-        known = registry.layers()
+        known = catalog.layers()
         out = []
         for i, entry in enumerate(x):
             field = f"layers[{i}]"
@@ -308,7 +311,13 @@ class _Validator:
         return tuple(out)
 
     def option(self, o: Option, x: Any, field: str) -> Any:
-        if o.kind == "int":
+        if o.kind in ("int", "pair") and o.choices and isinstance(x, str):    # e.g. padding: same
+            if x not in o.choices:
+                numbers = "an integer" if o.kind == "int" else "an integer, a pair [a, b]"
+                self.fail(field, f"unknown value {x!r}; {numbers} or one of: {', '.join(o.choices)}"
+                                 f"{suggest(x, o.choices)}")
+            val = x
+        elif o.kind == "int":
             val = self.integer(x, field, minimum=o.min)
         elif o.kind == "pair":
             if isinstance(x, list):

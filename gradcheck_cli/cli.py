@@ -80,7 +80,11 @@ def main() -> None:
 @click.option("--max-memory", metavar="SIZE",
               help="Refuse a check whose estimated peak memory exceeds SIZE (e.g. 2GiB, 500M). "
                    "Default: $GRADCHECK_MAX_MEMORY, else 90% of the available memory.")
-def run(paths, fmt, output, junit_xml, save_arrays, sample, forms, jobs, max_memory) -> None:
+@click.option("--mode", type=click.Choice(["local", "network"]),
+              help="local: each layer's backward alone, the loss, and the whole gradient along random "
+                   "directions; names every wrong tensor. network: every entry against the whole "
+                   "loss. Default: the case's `mode:`, else local.")
+def run(paths, fmt, output, junit_xml, save_arrays, sample, forms, jobs, max_memory, mode) -> None:
     """Check the cases in PATHS (files, or folders: every *.yaml inside)."""
     _one_blas_thread()
     from .cases import discover, load
@@ -95,13 +99,13 @@ def run(paths, fmt, output, junit_xml, save_arrays, sample, forms, jobs, max_mem
     limit = memory_limit(max_memory)
     if jobs > 1 and len(files) > 1:
         share = limit // min(jobs, len(files)) if limit else None     # the workers run side by side
-        results = _run_parallel(files, jobs, sample, tuple(forms) or None, share)
+        results = _run_parallel(files, jobs, sample, tuple(forms) or None, share, mode)
     else:
         results = []
         for case in cases:
             with _Progress(case.name) as bar:
                 results.append(run_case(case, sample=sample, forms=tuple(forms) or None, progress=bar.update,
-                                        memory_limit=limit, on_estimate=bar.estimate))
+                                        memory_limit=limit, on_estimate=bar.estimate, mode=mode))
     _emit(results, fmt, output)
     if junit_xml:
         from .report import junit
@@ -112,24 +116,24 @@ def run(paths, fmt, output, junit_xml, save_arrays, sample, forms, jobs, max_mem
     sys.exit(EXIT_OK if all(r.passed for r in results) else EXIT_MISMATCH)
 
 
-def _check_file(path: str, sample, forms, limit=None):
+def _check_file(path: str, sample, forms, limit=None, mode=None):
     """One case in a worker process: ("ok", result) or ("error", exit code, message)."""
     from .cases import load
     from .check import run_case
 
     try:
-        return "ok", run_case(load(path), sample=sample, forms=forms, memory_limit=limit)
+        return "ok", run_case(load(path), sample=sample, forms=forms, memory_limit=limit, mode=mode)
     except GradcheckError as exc:   # sent back as text: not every error class can be pickled
         return "error", exc.exit_code, str(exc)
 
 
-def _run_parallel(files, jobs: int, sample, forms, limit=None) -> list:
+def _run_parallel(files, jobs: int, sample, forms, limit=None, mode=None) -> list:
     """Check ``files`` in up to ``jobs`` processes; results (and the first error) in file order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(min(jobs, len(files)), mp_context=multiprocessing.get_context(_START)) as pool:
-        futures = [pool.submit(_check_file, str(f), sample, forms, limit) for f in files]
+        futures = [pool.submit(_check_file, str(f), sample, forms, limit, mode) for f in files]
         with _Progress(f"{len(files)} cases") as bar:
             for k, _ in enumerate(as_completed(futures), 1):
                 bar.update(k, len(files))
@@ -268,7 +272,8 @@ def sweep(case, eps, sample, form, plot_file, fmt) -> None:
 @main.command(name="list")
 def list_layers() -> None:
     """List the layers: their options, and each gradient form (n/a with the reason)."""
-    from .registry import FORMS, layers
+    from .catalog import layers
+    from .registry import FORMS
 
     for name, spec in sorted(layers().items()):
         click.echo(f"{name}: {spec.cls.summary}")
@@ -291,7 +296,7 @@ def list_layers() -> None:
 def new(layer: str) -> None:
     """Print a starter case for LAYER (redirect it to a .yaml file)."""
     from .cases import suggest
-    from .registry import layers
+    from .catalog import layers
 
     known = layers()
     if layer not in known:

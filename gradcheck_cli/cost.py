@@ -81,18 +81,6 @@ def _size(shape) -> int:
     return int(np.prod(shape))
 
 
-def copy_bytes(net, i: int, tensor: str) -> int:
-    """Bytes one perturbed copy of layer i's ``tensor`` holds while it runs through layers i..."""
-    shapes = net.shapes
-    value = _size(shapes[i]) if tensor == "x" else int(net.params[i][tensor].size)
-    b = 8 * value
-    for j in range(i, len(net.layers)):
-        b += 2 * 8 * _size(shapes[j + 1]) + net.layers[j].workspace(shapes[j])
-    N = shapes[0][0] if shapes[0] else 1
-    terms = _size(shapes[-1]) if net.loss.loss.entrywise else N
-    return b + 4 * 8 * terms        # the terms, their differences, magnitudes, a mask
-
-
 @dataclasses.dataclass
 class Estimate:
     """Cost of one case's check."""
@@ -139,10 +127,29 @@ def estimate(net, plans, n_forms: int, limit: int | None) -> Estimate:
     base += 8 * 3 * max((len(p.index) for p in plans), default=0)   # per-entry results
     terms = _size(shapes[-1]) // max(1, shapes[0][0]) if net.loss.loss.entrywise else 1
     base += 8 * min(max((p.colours for p in plans), default=0) * terms, OWNER_MAX)   # owner map
-    copies = [2 * copy_bytes(net, p.layer, p.tensor) for p in plans]
+    copies = [2 * net.copy_bytes(p.layer, p.tensor) for p in plans]
     smallest = max(copies, default=0)
     budget = CHUNK_BUDGET if limit is None else int(min(CHUNK_BUDGET, max(smallest, limit - base)))
     chunk = max((min(max(1, budget // c), p.colours) * c for p, c in zip(plans, copies)), default=0)
     entries = sum(len(p.index) for p in plans)
     return Estimate(net.case.name, entries, sum(p.evaluations for p in plans), 2 * entries,
                     int(base), int(chunk), int(smallest), int(budget), limit)
+
+
+def estimate_views(net, views, n_forms: int, limit: int | None) -> Estimate:
+    """The cost of a check made of views (local.py): [(view network, its plans)].
+
+    The views run one after the other: evaluations and entries add up; at the peak the whole
+    network's arrays (activations, each form's gradients) are alive beside the largest view's.
+    """
+    if len(views) == 1 and views[0][0] is net:
+        return estimate(net, views[0][1], n_forms, limit)
+    whole = estimate(net, [], n_forms, None).base_bytes
+    parts = [estimate(v, plans, n_forms, None) for v, plans in views]
+    base = whole + max((p.base_bytes - OVERHEAD for p in parts), default=0)
+    smallest = max((p.min_chunk_bytes for p in parts), default=0)
+    budget = CHUNK_BUDGET if limit is None else int(min(CHUNK_BUDGET, max(smallest, limit - base)))
+    redo = [estimate(v, plans, n_forms, budget + base) for v, plans in views] if limit else parts
+    return Estimate(net.case.name, sum(p.entries for p in parts), sum(p.evaluations for p in parts),
+                    sum(p.loop_evaluations for p in parts), int(base),
+                    max((p.chunk_bytes for p in redo), default=0), int(smallest), budget, limit)

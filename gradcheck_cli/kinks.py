@@ -46,12 +46,20 @@ class LayerKinks:
                 "at_kink": self.at_kink}
 
 
-def distances(net, xs: list[np.ndarray]) -> list[np.ndarray | None]:
-    """``kink_distance`` of every layer's input (None for layers without the hook)."""
+def distances(net, xs: list[np.ndarray], samples: np.ndarray | None = None) -> list[np.ndarray | None]:
+    """``kink_distance`` of every layer's input (None for layers without the hook), then the
+    loss's of the network output (``Loss.kink_distance``: hinge margins at 0). ``samples``: the
+    rows of the batch that ``xs`` holds, when not all of them (the target is cut to match)."""
     out = []
     for layer, p, x in zip(net.layers, net.params, xs):
         d = layer.kink_distance(x, p)
         out.append(None if d is None else np.abs(np.asarray(d, dtype=np.float64)).reshape(x.shape))
+    y = xs[len(net.layers)]
+    t = net.loss.target
+    if t is not None and samples is not None:
+        t = t[samples]
+    d = net.loss.loss.kink_distance(y, t)
+    out.append(None if d is None else np.abs(np.asarray(d, dtype=np.float64)).reshape(y.shape))
     return out
 
 
@@ -96,7 +104,7 @@ def keep_margin(net) -> tuple[int, list[float]]:
         h = [trial]
         for layer, p in zip(net.layers, net.params):
             h.append(layer.forward(h[-1], p))
-        t_near = _near_per_sample(distances(net, h), margins, len(rows))
+        t_near = _near_per_sample(distances(net, h, rows), margins, len(rows))
         better = t_near < near[rows]
         x0[rows[better]] = trial[better]
         moved[rows[better]] = True
@@ -113,6 +121,7 @@ def report(net, xs: list[np.ndarray], margins: list[float] | None = None) -> lis
     for i, (d, m) in enumerate(zip(dist, margins)):
         if d is None:
             continue
-        out.append(LayerKinks(i, net.layers[i].type_name, float(d.min(initial=np.inf)), m,
+        kind = net.layers[i].type_name if i < len(net.layers) else f"loss {net.case.loss}"
+        out.append(LayerKinks(i, kind, float(d.min(initial=np.inf)), m,
                               int((d < m).sum()), int((d == 0).sum())))
     return out

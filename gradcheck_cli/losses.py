@@ -41,6 +41,12 @@ class Loss:
         """dL/dy of the summed loss, shape of y (N, ...)."""
         raise NotImplementedError
 
+    def kink_distance(self, y: np.ndarray, t: np.ndarray | None) -> np.ndarray | None:
+        """Optional hook, the loss's side of ``Layer.kink_distance``: for each entry of the
+        network output y (N, ...), how far that entry alone must move before L stops being
+        differentiable in it. None (the default): smooth, or the loss does not say."""
+        return None
+
 
 LOSSES: dict[str, type[Loss]] = {}
 
@@ -149,6 +155,51 @@ class CrossEntropy(Loss):
         return p.reshape(y.shape).astype(y.dtype)
 
 
+@register_loss
+class Hinge(Loss):
+    """Multiclass SVM loss (seed 002 §1, CS231n's svm_loss), integer labels t as cross_entropy:
+
+        l_n = sum_{j != t_n} max(0, m_nj),   m_nj = y_nj - y_nt_n + 1 (the margin)
+
+    dl_n/dy_nj = 1[m_nj > 0] for j != t_n and dl_n/dy_nt_n = -sum_{j != t_n} 1[m_nj > 0]: at
+    m = 0 the derivative taken is 0, as ReLU's at x = 0 (the kink is max(0, .)'s).
+    """
+
+    name = "hinge"
+    summary = ("L = sum_n sum_{j != t_n} max(0, y_nj - y_nt_n + 1), integer labels t (seed 002, "
+               "CS231n svm_loss); dL/dy = 1[margin > 0], minus their count at t_n")
+    target_kind = "labels"
+    make_target = CrossEntropy.make_target
+    check_target = CrossEntropy.check_target
+
+    @staticmethod
+    def margins(z: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """m_nj = z_nj - z_nt_n + 1 for scores z (..., N, classes), set to 0 at j = t_n."""
+        idx = np.broadcast_to(t.reshape(*(1,) * (z.ndim - 2), -1, 1), (*z.shape[:-1], 1))
+        m = z - np.take_along_axis(z, idx, axis=-1) + 1
+        np.put_along_axis(m, idx, 0.0, axis=-1)
+        return m
+
+    def per_sample(self, y, t):
+        return np.maximum(self.margins(_flat(y), t), 0).sum(axis=-1)
+
+    def grad(self, y, t):
+        m = self.margins(y.reshape(y.shape[0], -1), t)
+        g = (m > 0).astype(y.dtype)
+        g[np.arange(m.shape[0]), t] = -g.sum(axis=-1)          # y_nt enters every margin with -1
+        return g.reshape(y.shape)
+
+    def kink_distance(self, y: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """For each entry of y (N, ...), how far it alone must move before l_n stops being
+        differentiable in it: |m_nj| for j != t_n; for y_nt_n, which moves every margin of
+        sample n, the smallest |m_nj| over j != t_n."""
+        m = np.abs(self.margins(y.reshape(y.shape[0], -1), t))
+        n = np.arange(m.shape[0])
+        m[n, t] = np.inf
+        m[n, t] = m.min(axis=-1) if m.shape[1] > 1 else np.inf
+        return m.reshape(y.shape)
+
+
 @dataclasses.dataclass(frozen=True)
 class BoundLoss:
     """A loss with its target and reduction: the case's scalar L as a function of y."""
@@ -186,3 +237,16 @@ class BoundLoss:
 def get_loss(name: str) -> Loss:
     return LOSSES[name]()
 
+
+
+def starter_case(name: str) -> str:
+    """A YAML case that exercises the loss ``name`` (linear scores, reduction mean), passing as
+    printed: what `gradcheck new` could print for a loss (cli.py does not call it yet)."""
+    import yaml
+
+    cls = LOSSES[name]
+    doc = {"name": f"{name}-starter", "seed": 0, "dtype": "float64", "input": [6, 5],
+           "layers": [{"type": "linear", "out_features": 4}],
+           "loss": {"type": name, "reduction": "mean"}}
+    return (f"# gradcheck case: loss {name}: {cls.summary}\n# run: gradcheck run this.yaml\n"
+            + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))

@@ -10,18 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import registry
-from .cases import Case, LayerConfig
+from .catalog import make_layer
+from .cases import Case
 from .errors import CaseError
 from .losses import BoundLoss, get_loss
 from .registry import Layer
 
 
-def make_layer(cfg: LayerConfig, file: str) -> Layer:
-    """Instantiate the registered layer class of ``cfg`` with its options."""
-    layer = registry.get(cfg.type).cls(**dict(cfg.options))
-    layer.where = f"{file}: {cfg.field}"    # lets a layer name itself in the errors it raises
-    return layer
+__all__ = ["Network", "make_layer"]
 
 
 def _load_npy(path: Path, file: str, field: str) -> np.ndarray:
@@ -50,6 +46,7 @@ class Network:
     loss: BoundLoss
     shapes: list[tuple[int, ...]]
     copies: int = 0     # perturbed copies of the batch run so far (forward evaluations)
+    split_terms: bool = False   # the kink rule bounds each loss term, not each sample (local.py)
 
     @property
     def dtype(self) -> np.dtype:
@@ -210,6 +207,17 @@ class Network:
                 hk = layer.forward(hk, p)
             outs.append(hk)
         return np.stack(outs)
+
+    def copy_bytes(self, i: int, tensor: str) -> int:
+        """Bytes one perturbed copy of layer i's ``tensor`` holds while it runs through layers i.."""
+        size = (lambda shape: int(np.prod(shape)))
+        shapes = self.shapes
+        b = 8 * (size(shapes[i]) if tensor == "x" else int(self.params[i][tensor].size))
+        for j in range(i, len(self.layers)):
+            b += 2 * 8 * size(shapes[j + 1]) + self.layers[j].workspace(shapes[j])
+        N = shapes[0][0] if shapes[0] else 1
+        terms = size(shapes[-1]) if self.loss.loss.entrywise else N
+        return b + 4 * 8 * terms        # the terms, their differences, magnitudes, a mask
 
     def tensors(self) -> list[tuple[int, str]]:
         """Every (layer index, tensor name) to check: each layer's x, then its parameters."""

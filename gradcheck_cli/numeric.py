@@ -239,8 +239,6 @@ def region_sums(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, deltas: np.n
     terms of j's own sample, the only ones it reaches), size = sum of |T(v + d e_j)| there.
     Raises :class:`StructureViolated` when a term outside every region of a copy moved.
     """
-    from .cost import copy_bytes
-
     i, t = p.layer, p.tensor
     base = np.asarray(net.value_of(i, t, xs), dtype=np.float64)
     flat = base.reshape(-1)
@@ -261,7 +259,7 @@ def region_sums(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, deltas: np.n
 
     order = np.argsort(p.colour, kind="stable")
     bounds = np.searchsorted(p.colour[order], np.arange(p.colours + 1))
-    K = max(1, min(p.colours, budget // max(1, n_rows * copy_bytes(net, i, t))))
+    K = max(1, min(p.colours, budget // max(1, n_rows * net.copy_bytes(i, t))))
     for c0 in range(0, p.colours, K):
         c1 = min(p.colours, c0 + K)
         k = c1 - c0
@@ -420,10 +418,8 @@ def differentiate(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0: float,
         except StructureViolated:
             if progress and reported:
                 progress(-reported)          # the entries are evaluated again below
-    from .cost import copy_bytes
-
     i, t = p.layer, p.tensor
     base = net.value_of(i, t, xs)
-    size = 2 * copy_bytes(net, i, t)
+    size = 2 * net.copy_bytes(i, t)
     return central_differences(lambda V: net.stacked_loss(i, t, V, xs), base, p.index, L0, eps,
                                max(1, budget // max(1, size)), progress)

@@ -25,7 +25,8 @@ class Option:
     """One option of a layer as written in the YAML case.
 
     ``kind`` is one of ``int`` (>= ``min``), ``pair`` (int or [int, int], each >= ``min``),
-    ``bool``, ``float``, ``choice`` (one of ``choices``), ``str``, ``mapping``.
+    ``bool``, ``float``, ``choice`` (one of ``choices``), ``str``, ``mapping``. An ``int`` or
+    ``pair`` option with ``choices`` also takes one of those words (``padding: same``).
     ``resolve`` may turn the validated value into something else, given the case's folder
     (for options that name files).
     """
@@ -238,17 +239,6 @@ def register(name: str) -> Callable[[type[Layer]], type[Layer]]:
         return cls
 
     return deco
-
-
-def layers() -> dict[str, LayerSpec]:
-    """Every registered layer, importing the built-in layer modules on first use."""
-    from . import layers as _builtin  # noqa: F401  (registers by import)
-
-    return LAYERS
-
-
-def get(name: str) -> LayerSpec:
-    return layers()[name]
 
 
 def pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:

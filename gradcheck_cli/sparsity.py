@@ -50,6 +50,19 @@ def compose(outer, inner):
     return None if out.nnz > MAX_NNZ else out
 
 
+def _colour_single(indices: np.ndarray, counts: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """First fit when every column reaches at most one row (elementwise layers, a linear
+    layer's W): column j's colour is the number of earlier columns in its row."""
+    colour = np.zeros(n, dtype=np.int64)
+    has = np.flatnonzero(counts == 1)
+    rows = indices                                   # one row per column that has one
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    starts = np.searchsorted(sorted_rows, sorted_rows, side="left")
+    colour[has[order]] = np.arange(len(order)) - starts
+    return colour, int(colour.max(initial=0)) + 1
+
+
 def colour_columns(S, cols: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Greedy (first-fit) colouring of the columns ``cols`` of S: no two columns of one colour
     share a row. Returns (colour of each listed column, number of colours).
@@ -65,6 +78,9 @@ def colour_columns(S, cols: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         S = S[:, cols]
     indptr, indices = S.indptr, S.indices
     M = S.shape[0]
+    counts = np.diff(indptr)
+    if n and counts.max() <= 1:
+        return _colour_single(indices, counts, n)
     words = 4
     bits = np.zeros((M, words), dtype=np.uint64)    # bits[r] = colours already touching row r
     colour = np.empty(n, dtype=np.int64)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from gradcheck_cli.cases import from_dict, load
 from gradcheck_cli.cli import main
 from gradcheck_cli.errors import CaseError
-from gradcheck_cli.registry import layers
+from gradcheck_cli.catalog import layers
 
 layers()    # import the layer modules once: the timing below is the check, not numpy/scipy imports
 

@@ -198,7 +198,7 @@ def test_relu_input_exactly_zero_behind_a_layer_is_a_kink_for_the_weights(tmp_pa
     save(tmp_path, "b.npy", b)
     res = run_case(make_case(input={"data": "x.npy"},
                              layers=[{"type": "linear", "out_features": 3, "params": {"W": "W.npy", "b": "b.npy"}},
-                                     {"type": "relu"}, {"type": "linear", "out_features": 2}]))
+                                     {"type": "relu"}, {"type": "linear", "out_features": 2}]), mode="network")
     assert res.passed
     for r in rows_of(res, layer=0, tensor="b"):
         assert r.kinks == 1                              # b[0]

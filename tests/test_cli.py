@@ -13,7 +13,7 @@ from conftest import linear_off_by
 
 from gradcheck_cli.cli import main
 from gradcheck_cli.layers.dense import Linear
-from gradcheck_cli.registry import layers
+from gradcheck_cli.catalog import layers
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW_FIELDS = {"layer", "type", "tensor", "form", "shape", "max_abs_error", "max_rel_error",
@@ -192,15 +192,19 @@ def test_culprit_is_the_last_failing_layer(tmp_path, temp_layer):
           - {type: tanh}
           - {type: wrong_dx_linear, out_features: 2}
         """)
-    res = invoke("run", case, "--format", "json")
+    res = invoke("run", case, "--format", "json", "--mode", "network")
     doc = json.loads(res.output)["cases"][0]
     assert res.exit_code == 1
     assert doc["disagreement_starts_at"] == 2
     failing_layers = {r["layer"] for r in doc["checks"] if not r["passed"]}
     assert failing_layers == {0, 1, 2}          # its wrong dx reaches every layer before it
     assert {r["tensor"] for r in doc["checks"] if r["layer"] == 2 and not r["passed"]} == {"x"}
-    table = invoke("run", case).output
+    table = invoke("run", case, "--mode", "network").output
     assert "the disagreement starts at layers[2] (wrong_dx_linear) (the layers before it fail too" in table
+    local = json.loads(invoke("run", case, "--format", "json").output)["cases"][0]
+    assert local["mode"] == "local"
+    assert local["culprits"] == [{"layer": 2, "tensor": "x"}]       # the layers below pass alone
+    assert {(r["layer"], r["tensor"]) for r in local["checks"] if not r["passed"]} == {(2, "x")}
 
 
 def test_passing_case_has_no_culprit():

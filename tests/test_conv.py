@@ -167,7 +167,7 @@ def test_single_layer_cases_pass_in_every_form(layer, shape):
 @pytest.mark.parametrize("N,C,O,L,k,s,p", [(1, 1, 1, 7, 3, 1, 0), (2, 3, 2, 11, 4, 2, 1),
                                            (3, 2, 4, 6, 5, 3, 2), (2, 4, 1, 5, 1, 1, 0)])
 def test_conv1d_forward_matches_scipy(N, C, O, L, k, s, p):
-    from gradcheck_cli.layers.conv import Conv1d
+    from gradcheck_cli.layers.conv1d import Conv1d
 
     rng = np.random.default_rng(4)
     x, W, b = rng.standard_normal((N, C, L)), rng.standard_normal((O, C, k)), rng.standard_normal(O)
@@ -187,7 +187,7 @@ def test_conv1d_forward_matches_scipy(N, C, O, L, k, s, p):
 
 
 def test_correlation1d_is_seed003_definition():
-    from gradcheck_cli.layers.conv import Correlation1d
+    from gradcheck_cli.layers.conv1d import Correlation1d
 
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal((3, 12)), rng.standard_normal(4)

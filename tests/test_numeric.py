@@ -222,7 +222,7 @@ def test_copies_of_an_abandoned_colouring_are_counted(make_case, temp_layer):
     numeric.differentiate(net, p, xs, net.base_terms(xs), float(net.loss.value(xs[-1])))
     copies = sum(rows) // 3                   # batches of N = 3 rows through the layer
     assert copies == net.copies == 3 + 2 * 18  # 3 probes (abandoned), then 2 per entry
-    assert run_case(case).evaluations == 3 + 2 * 18
+    assert run_case(case, mode="network").evaluations == 3 + 2 * 18
 
 
 class BatchCentre(Layer):
@@ -266,11 +266,14 @@ def test_a_wrong_entry_in_a_large_layer_is_reported_at_its_index(make_case, temp
     temp_layer("test-wrong-conv", WrongConv)
     case = make_case(name="wrong", input=[2, 8, 24, 24], loss="projection", forms=["correlation"],
                      layers=[{"type": "test-wrong-conv", "out_channels": 8, "kernel": 3, "padding": 1}])
-    res = run_case(case)
-    rows = {r.tensor: r for r in res.rows}
-    assert rows["x"].checked == 2 * 8 * 24 * 24
-    assert rows["x"].failed == 1 and rows["x"].worst_index == WrongConv.AT
-    assert rows["W"].passed and rows["b"].passed
+    for mode in ("network", "local"):
+        res = run_case(case, mode=mode)
+        rows = {r.tensor: r for r in res.rows}
+        assert rows["x"].checked == 2 * 8 * 24 * 24
+        assert rows["x"].failed == 1 and rows["x"].worst_index == WrongConv.AT
+        assert rows["W"].passed and rows["b"].passed
+        assert res.culprits == [(0, "x")]
+    res = run_case(case, mode="network")
     assert res.evaluations == 2 * (8 * 9 + 8 * 9 + 1) + 3 + 3 + 3   # pairs per colour + probes
 
 
@@ -285,7 +288,7 @@ def test_linear_weight_structure_is_one_output_column_per_entry():
 @pytest.mark.parametrize("cls, opts", [("maxpool2d", dict(size=2)), ("avgpool2d", dict(size=[3, 2], stride=[2, 1])),
                                        ("avgpool2d", dict(size=2, stride=1))])
 def test_pool_structure_covers_what_moves(cls, opts):
-    from gradcheck_cli.registry import get
+    from gradcheck_cli.catalog import get
 
     layer = get(cls).cls(**{"stride": None, **opts})
     in_shape = (1, 2, 7, 6)
@@ -300,7 +303,7 @@ def test_pool_structure_covers_what_moves(cls, opts):
 def test_structures_too_big_to_hold_claim_nothing(monkeypatch):
     monkeypatch.setattr(sparsity, "MAX_NNZ", 100)
     assert Conv2d(out_channels=4, kernel=3, stride=1, padding=1, bias=True).structure((1, 3, 8, 8), "x") is None
-    from gradcheck_cli.registry import get
+    from gradcheck_cli.catalog import get
 
     assert get("maxpool2d").cls(size=2, stride=None).structure((1, 30, 8, 8), "x") is None
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gradcheck_cli.registry import layers
+from gradcheck_cli.catalog import layers
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

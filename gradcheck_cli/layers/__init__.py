@@ -1,5 +1,5 @@
 """Built-in layers: importing a module registers its layers."""
 from . import dense  # noqa: F401
-from . import conv, pool  # noqa: F401
+from . import conv, conv1d, pool  # noqa: F401
 from . import abc  # noqa: F401
 from . import custom  # noqa: F401
