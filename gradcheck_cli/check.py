@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import kinks
+from . import frozen, kinks
 from .cases import Case
 from .errors import CaseError
 from .local import DEFAULT_MODE, MODES_BY_NAME
@@ -152,21 +152,27 @@ def _check_view(view, plans: dict, picks: dict, form_names: list[str], case: Cas
         numer = numeric.differentiate(net, p, xs64, T0, L0, case.eps, budget, tick)
         chunk = max(1, budget // max(1, 2 * net.copy_bytes(k, t)))   # refine: 2 chunk copies a call
         struct = (dist[k].reshape(-1)[idx] <= numer.step) if t == "x" and dist[k] is not None else None
+        on_kink = frozen.kinks_from(dist, k)     # exact kinks downstream: a step may cross several
         own = [f for f in forms if f in layer.forms]
         analytic = {f: np.asarray(grads[f][k][t], dtype=np.float64) for f in own}
         extra = {f: ERR32_FACTOR * err32[f][k][t].reshape(-1)[idx] for f in own if f in err32}
         # one refinement (steps h/8) shared by the forms, for every entry some form needs judged again
         need = np.zeros(len(idx), dtype=bool)
         for f in own:
-            need |= _needs_refinement(analytic[f].reshape(-1)[idx], numer, rtol, atol, extra.get(f), struct)
-        fine = refine(net, k, t, xs64, base, idx[need], numer.step[need], chunk) if need.any() else None
+            need |= _needs_refinement(analytic[f].reshape(-1)[idx], numer, rtol, atol, extra.get(f),
+                                      struct, on_kink)
+        fine = froz = None
+        if need.any():
+            fine = refine(net, k, t, xs64, base, idx[need], numer.step[need], chunk)
+            froz = frozen.differences(net, k, t, xs64, base, idx[need], numer.step[need])
         name = view.name(t)
         for f in own:
             a = analytic[f]
-            row = _judge(i, layer.type_name, name, f, a, numer, rtol, atol, extra.get(f), fine, need, struct)
+            row = _judge(i, layer.type_name, name, f, a, numer, rtol, atol, extra.get(f), fine, need,
+                         struct, froz, on_kink)
             if f in grads64 and not row.passed:
                 row.note = _float32_note(row, i, layer.type_name, name, f, grads64[f][k][t], numer,
-                                         fine, need, struct, case)
+                                         fine, need, struct, case, froz, on_kink)
             layer_note = layer.row_note(t, f, a.reshape(-1)[idx], numer.values)
             row.note = "; ".join(s for s in (row.note, layer_note, view.note if not row.passed else "") if s)
             row.cotangent = view.cotangent

@@ -158,6 +158,16 @@ class Layer:
         """
         return None
 
+    def frozen_forward(self, x: np.ndarray, params: dict[str, np.ndarray],
+                       at: np.ndarray) -> np.ndarray | None:
+        """Optional hook, for a layer with selections (ReLU on/off, a max-pool's argmax): the
+        forward with every selection fixed as at the input ``at`` (same shape as ``x``). It equals
+        ``forward`` at x = at, is smooth in x, and its derivative is what the layer's forms give
+        at ``at`` (their convention on kinks). None (the default): no selections, the forward
+        serves. Used by frozen.py for entries whose step crosses several kinks at once.
+        """
+        return None
+
     def structure(self, in_shape: tuple[int, ...], name: str):
         """Which outputs of one sample each entry of ``name`` ("x" or a parameter) can change.
 

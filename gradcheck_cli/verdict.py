@@ -48,7 +48,9 @@ def float32_error(net: Network, form: str, xs64: list[np.ndarray],
 
     A correct float32 computation is the exact computation on data perturbed by about one unit
     of float32 rounding u32 at every step. So the same form is run in float64 with every input,
-    parameter and activation multiplied by (1 + u32 r), r uniform in [-1, 1] (seeded), and the
+    parameter and activation multiplied by (1 + u32 r), r uniform in [-1, 1] (seeded, and a
+    function of the value: equal values round alike, so exact ties -- a max-pool window of
+    equal maxima -- stay ties, as they do in float32; see :func:`_value_noise`), and the
     largest change of each entry over ``trials`` runs is its estimate, floored at the rms estimate
     of its tensor. Where the gradient cancels (a small entry summed from large terms) the estimate
     grows with the terms, not with the entry.
@@ -56,7 +58,7 @@ def float32_error(net: Network, form: str, xs64: list[np.ndarray],
     rng = np.random.default_rng([net.case.seed, 3])
 
     def jitter(a: np.ndarray) -> np.ndarray:
-        return a * (1.0 + U32 * rng.uniform(-1.0, 1.0, np.shape(a)))
+        return a * (1.0 + U32 * _value_noise(a, int(rng.integers(2**63))))
 
     est = [{k: np.zeros(np.shape(v)) for k, v in g.items()} for g in g64]
     for _ in range(trials):
@@ -76,12 +78,30 @@ def float32_error(net: Network, form: str, xs64: list[np.ndarray],
     return est
 
 
+def _value_noise(a: np.ndarray, key: int) -> np.ndarray:
+    """Pseudo-random r in [-1, 1) per entry, a function of the entry's float64 value and ``key``.
+
+    Rounding is a function of the operands: identical values computed identically round
+    identically. Independent draws per entry would break exact ties (equal maxima of a max-pool
+    window, the copies of one maximum that overlapping windows hand on), change the argmax in the
+    jittered runs, and inflate the estimate of a tied entry to its whole gradient: a seeded bug
+    there then passed in float32. Hashing the value keeps ties tied.
+    """
+    bits = np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        h = (bits ^ np.uint64(key)) * np.uint64(0x9E3779B97F4A7C15)
+        h ^= h >> np.uint64(29)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(32)
+    return (h >> np.uint64(11)).astype(np.float64) * (2.0 / 2**53) - 1.0
+
+
 def _float32_note(row: Row, i: int, type_name: str, t: str, f: str, a64: np.ndarray,
-                  numer: Numerical, fine, need, struct, case: Case) -> str:
+                  numer: Numerical, fine, need, struct, case: Case, froz=None, on_kink=False) -> str:
     """Say whether a float32 failure exists only in float32: judge the same form run in float64."""
     rtol, atol = DEFAULT_TOLERANCE["float64"]
     r64 = _judge(i, type_name, t, f, np.asarray(a64, np.float64), numer, rtol, atol, None,
-                 fine, need, struct)
+                 fine, need, struct, froz, on_kink)
     lead = f"{row.note}; " if row.note else ""
     if r64.passed:
         return (f"{lead}fails only in float32: the same form in float64 passes "
@@ -94,8 +114,10 @@ def _threshold(a, n, noise, rtol, atol, extra):
     return thr if extra is None else thr + extra
 
 
-def _needs_refinement(a, numer: Numerical, rtol, atol, extra, struct) -> np.ndarray:
-    """Entries that fail the central test and that a kink could explain."""
+def _needs_refinement(a, numer: Numerical, rtol, atol, extra, struct, on_kink=False) -> np.ndarray:
+    """Entries that fail the central test and that a kink could explain (every failing entry
+    when a layer from this one on sits exactly on a kink: its step may cross several at once,
+    and their one-sided differences can even agree)."""
     n = numer.values
     err = np.abs(a - n)
     thr = _threshold(a, n, numer.noise, rtol, atol, extra)
@@ -104,7 +126,7 @@ def _needs_refinement(a, numer: Numerical, rtol, atol, extra, struct) -> np.ndar
     explainable = gap >= 0.1 * err           # the one-sided differences disagree: maybe a kink
     if struct is not None:
         explainable |= struct
-    return fails & explainable
+    return fails & (explainable | on_kink)
 
 
 @dataclasses.dataclass
@@ -232,11 +254,25 @@ def _kink_pass(a, n, fine: Refined, pos: np.ndarray, rtol, atol, extra):
     return (ap >= lo - thr) & (ap <= hi + thr)
 
 
+def _frozen_verdict(kink_ok, a, froz, at: np.ndarray, pos: np.ndarray, rtol, atol, extra) -> np.ndarray:
+    """For the entries at positions ``pos``: a equals the frozen network's derivative (frozen.py),
+    or the kink rule passed it (``kink_ok``) and the frozen network still crosses a kink there
+    (one not frozen: its own one-sided differences disagree). Where the frozen network is smooth,
+    its derivative alone decides."""
+    nf, noise, gap = froz[0][at], froz[1][at], froz[2][at]
+    ap = a[pos]
+    thr = _threshold(ap, nf, noise, rtol, atol, None if extra is None else extra[pos])
+    err = np.abs(ap - nf)
+    return (err <= thr) | (kink_ok & (gap >= 0.1 * err))
+
+
 def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Numerical,
            rtol: float, atol: float, extra: np.ndarray | None = None,
            fine: Refined | None = None, need: np.ndarray | None = None,
-           struct: np.ndarray | None = None) -> Row:
-    """One row: the central test, then the kink rule for the entries ``need`` (refined in ``fine``)."""
+           struct: np.ndarray | None = None, froz: tuple[np.ndarray, ...] | None = None,
+           on_kink: bool = False) -> Row:
+    """One row: the central test, then the kink rule for the entries ``need`` (refined in ``fine``),
+    then for those still failing the frozen network's differences ``froz`` (frozen.py)."""
     shape = a_full.shape
     a = a_full.reshape(-1)[numer.index]
     n = numer.values
@@ -248,11 +284,13 @@ def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Nu
     kink = np.zeros_like(bad) if struct is None else struct.copy()
     by_kink = np.zeros_like(bad)              # failed the central test, passed by the kink rule
     if fine is not None and need is not None and bad.any():
-        mine = _needs_refinement(a, numer, rtol, atol, extra, struct) & need
+        mine = _needs_refinement(a, numer, rtol, atol, extra, struct, on_kink) & need
         if mine.any():
             pos = np.flatnonzero(mine)
-            ok = _kink_pass(a, n, fine.subset(np.searchsorted(np.flatnonzero(need), pos)), pos,
-                            rtol, atol, extra)
+            at = np.searchsorted(np.flatnonzero(need), pos)
+            ok = _kink_pass(a, n, fine.subset(at), pos, rtol, atol, extra)
+            if froz is not None:
+                ok = _frozen_verdict(ok, a, froz, at, pos, rtol, atol, extra)
             bad[pos[ok]] = False
             kink[pos[ok]] = True
             by_kink[pos[ok]] = True

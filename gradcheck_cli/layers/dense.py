@@ -150,6 +150,10 @@ class ReLU(Elementwise):
     def kink_distance(self, x, params):
         return np.abs(x)                                    # the kink is at x = 0
 
+    def frozen_forward(self, x, params, at):
+        """x where ``at`` > 0, else 0: the mask of every form (ReLU'(0) = 0)."""
+        return np.where(at > 0, x, np.zeros_like(x))
+
     @form("spray", seed="002 eq. (12): dL/dx = x > 0 ? dL/dy : 0, a binary mask computed from x")
     def spray(self, dy, x, params):
         return {"x": np.where(x > 0, dy, np.zeros_like(dy))}

@@ -185,6 +185,13 @@ class MaxPool2d(_Pool):
             np.minimum(view, d[..., k], out=view)
         return out
 
+    def frozen_forward(self, x, params, at):
+        """x at each window's argmax in ``at`` (ties: the first index, as every form)."""
+        kw, (sh, sw) = self.k[1], self.s
+        arg = maxpool2d_argmax(at, self.k, self.s)               # (N, C, Ho, Wo)
+        n, c, p, q = np.indices(arg.shape, sparse=True)
+        return x[n, c, p * sh + arg // kw, q * sw + arg % kw]
+
     @form("kron", seed="001 eq. (7): dL/dvec(σ(S))^T = dL/dvec(Z^{m+1})^T P_pool, one 1 per row at the window's argmax")
     def kron(self, dy, x, params):
         return self._kron_dx(dy, x, None)

@@ -1,0 +1,71 @@
+"""The network with every kink frozen as at the checked point: the reference for entries whose
+step crosses several kinks at once.
+
+A ReLU at exactly 0 or a max-pool tie is a kink; the forms follow a convention there (ReLU'(0)
+= 0, the first index of a tied window wins). When one checked entry's step crosses a single
+kink, the kink rule of check.py brackets the analytic value between the one-sided derivatives.
+When it crosses several kinks of one sample at once -- a zero perturbed entry fanned out by a
+bias-free linear / conv layer into several ReLUs sitting at 0 (a sample whose receptive field
+a ReLU or the padding zeroed), or an entry tied in two overlapping max-pool windows -- the
+convention's value (every such unit "off", or each window's first index) is generally *not*
+between the one-sided derivatives: the chain rule gives a correct answer that no difference of
+the loss along that entry reproduces.
+
+The frozen network makes that answer measurable: each layer with selections evaluates
+``Layer.frozen_forward(x, params, at)`` -- its forward with the selections (ReLU on/off, the
+max-pool argmax) fixed as at its input ``at`` of the checked point. It equals the real network
+at the checked point and is smooth around it, and its derivative is exactly what a correct
+chain rule with the layers' convention gives, at kinks and away from them. An entry is accepted
+by it only when its analytic value matches that derivative within the usual tolerance, so a
+wrong gradient still fails. When the frozen network is smooth at the entry (every kink its
+step crosses is frozen), it is the only reference: the layers declared their convention, and a
+value merely between the one-sided derivatives (which the convention-agnostic kink rule would
+take) is a wrong gradient there.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .numeric import NOISE_FACTOR, U64
+
+
+def layer_out(layer, h: np.ndarray, params: dict, at: np.ndarray) -> np.ndarray:
+    """``layer``'s frozen forward at ``at`` if it has selections, else its forward."""
+    out = layer.frozen_forward(h, params, at)
+    return layer.forward(h, params) if out is None else out
+
+
+def losses(net, i: int, t: str, values: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
+    """L (regulariser included) of the frozen network for K values (K, *shape) of layer i's t."""
+    outs = []
+    for v in values:
+        if t == "x":
+            h, start = v, i
+        else:
+            h, start = net.layers[i].forward_stacked(xs[i], net.params[i], t, v[None])[0], i + 1
+        for k in range(start, len(net.layers)):
+            h = layer_out(net.layers[k], h, net.params[k], xs[k])
+        outs.append(h)
+    net.copies += len(values)
+    return net.loss.value_stacked(np.stack(outs)) + net.stacked_reg(i, t, values)
+
+
+def differences(net, i: int, t: str, xs: list[np.ndarray], base: np.ndarray, index: np.ndarray,
+                step: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Central differences of the frozen network for the flat entries ``index`` (steps ``step``):
+    (values, rounding estimate, |right - left| one-sided gap). A gap means the step still crosses
+    a kink the frozen network does not freeze (a layer without ``frozen_forward``)."""
+    flat = np.asarray(base, np.float64).reshape(-1)
+    k = len(index)
+    V = np.repeat(flat[None], 2 * k + 1, axis=0)
+    V[np.arange(k), index] += step
+    V[k + np.arange(k), index] -= step
+    L = losses(net, i, t, V.reshape(2 * k + 1, *base.shape), xs)
+    plus, minus, L0 = L[:k], L[k:2 * k], L[-1]
+    noise = NOISE_FACTOR * U64 * (np.abs(plus) + np.abs(minus)) / (2 * step)
+    return (plus - minus) / (2 * step), noise, np.abs(plus + minus - 2 * L0) / step
+
+
+def kinks_from(dist: list[np.ndarray | None], i: int) -> bool:
+    """Whether some layer from i on has an input entry exactly on a kink (structural zeros)."""
+    return any(d is not None and bool((d == 0).any()) for d in dist[i:])
