@@ -91,6 +91,8 @@ class Functions(UserCode, Probed, Layer):
             if not isinstance(k, str) or not k.isidentifier() or k == "x":
                 raise ShapeError(field, "a parameter name must be an identifier other than 'x'")
             if isinstance(v, Path):
+                if not v.is_file():
+                    raise ShapeError(field, f"file not found: {v}")
                 out[k] = v
             elif isinstance(v, list) and v and all(isinstance(s, int) and not isinstance(s, bool)
                                                    and s >= 1 for s in v):
