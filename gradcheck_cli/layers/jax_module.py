@@ -130,7 +130,7 @@ class JaxModule(UserCode, Probed, Layer):
             self._fail(f"forward output is {type(y).__name__} of shape {list(np.shape(y))}, "
                        f"expected a jax array of shape {list(dy.shape)}")
         gx, gp = self._call("backward", lambda: vjp(jax.numpy.asarray(dy, dtype=y.dtype)))
-        out = {"x": self._array("gradient of 'x'", self._numpy(gx), x.shape, dy.dtype)}
+        out = {"x": self._array("gradient of 'x'", self._numpy(gx), x.shape, x.dtype)}
         for k in params:
-            out[k] = self._array(f"gradient of {k!r}", self._numpy(gp[k]), params[k].shape, dy.dtype)
+            out[k] = self._array(f"gradient of {k!r}", self._numpy(gp[k]), params[k].shape, x.dtype)
         return out

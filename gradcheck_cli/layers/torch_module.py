@@ -189,9 +189,9 @@ class TorchModule(UserCode, Probed, Layer):
                            "(a forward that detaches, or runs in numpy?)")
             inputs = [xt, *pt.values()]
             g = self._call("backward", lambda: torch.autograd.grad(
-                y, inputs, grad_outputs=torch.from_numpy(np.array(dy, copy=True)), allow_unused=True))
+                y, inputs, grad_outputs=torch.from_numpy(np.asarray(dy, dtype=x.dtype).copy()), allow_unused=True))
         out = {}
         for name, t, gi in zip(("x", *pt), inputs, g):
-            a = np.zeros(t.shape, dtype=dy.dtype) if gi is None else gi.detach().cpu().numpy()
-            out[name] = self._array(f"gradient of {name!r}", a, tuple(t.shape), dy.dtype)
+            a = np.zeros(t.shape, dtype=x.dtype) if gi is None else gi.detach().cpu().numpy()
+            out[name] = self._array(f"gradient of {name!r}", a, tuple(t.shape), x.dtype)
         return out
