@@ -138,3 +138,14 @@ def test_assert_module_gradients():
         gt.assert_module_gradients(my_modules_buggy.LayerNorm(6), x, init="random")
     r = gt.check_module(my_modules_buggy.Conv3x3(3, 2), torch.randn(2, 3, 5, 5))
     assert not r.passed and r.culprits == [(0, "weight")]
+
+
+def test_readme_output_block_is_what_the_cli_prints():
+    readme = (EX.parents[1] / "README.md").read_text()
+    marker = "<!-- output: gradcheck run examples/torch/cnn-buggy.yaml"
+    block = readme.split(marker, 1)[1].split("```", 2)[1]
+    code, out = run(EX / "cnn-buggy.yaml")
+    printed = {" ".join(line.split()) for line in out.splitlines()}
+    shown = [" ".join(line.split()) for line in block.splitlines()[1:] if line.strip()]
+    assert shown and all(line.replace("examples/torch/", str(EX) + "/") in printed or line in printed
+                         for line in shown), shown
