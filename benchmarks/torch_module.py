@@ -39,6 +39,7 @@ loss: projection
 def torch_side(which: str) -> None:
     """torch.autograd.gradcheck of the module (one JSON line: ok, seconds, the message's first line)."""
     import torch
+    from torch.autograd.gradcheck import GradcheckError
 
     sys.path.insert(0, str(EXAMPLES))
     mod = __import__("my_modules" if which == "right" else "my_modules_buggy")
@@ -50,7 +51,7 @@ def torch_side(which: str) -> None:
     start = time.perf_counter()
     try:
         ok, msg = torch.autograd.gradcheck(f, (x, w, b)), ""
-    except torch.autograd.gradcheck.GradcheckError as exc:
+    except GradcheckError as exc:
         ok, msg = False, str(exc)
     print(json.dumps({"ok": ok, "seconds": time.perf_counter() - start,
                       "message": msg.splitlines()[0] if msg else "", "message_chars": len(msg)}))
