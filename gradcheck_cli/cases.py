@@ -347,17 +347,17 @@ class _Validator:
         self.known_keys(x, ("type", "target", "reduction", "impl"), "loss")
         if "type" not in x:
             self.fail("loss.type", "missing (required)")
-        name = self.choice(x["type"], "loss.type", tuple(LOSSES))
+        name = self.choice(x["type"], "loss.type", (*LOSSES, "function"))
         if name == "function" or "impl" in x:
             name = self.function_loss(name, x)
         target = self.npy(x["target"], "loss.target") if "target" in x else None
-        if target is not None and LOSSES[name].target_kind is None:
+        if target is not None and name != "function" and LOSSES[name].target_kind is None:
             self.fail("loss.target", f"loss `{name}` takes no target")
         return name, target, self.choice(x.get("reduction", "sum"), "loss.reduction", REDUCTIONS)
 
     def function_loss(self, name: str, x: dict) -> str:
         """``{type: function, impl: FILE.py:function}``: the loss as a name carrying its impl."""
-        from .losses import FunctionRef
+        from .loss_function import FunctionRef
 
         if name != "function":
             self.fail("loss.impl", f"loss `{name}` takes no impl (only `type: function` does)")

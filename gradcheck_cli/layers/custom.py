@@ -28,7 +28,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ..registry import Layer, Option, form, register
-from .usercode import Impl, Probed, UserCode, object_ref, resolve_impl  # noqa: F401 (object_ref: API)
+from .usercode import Impl, Probed, UserCode, object_ref, resolve_impl
+
+__all__ = ["Custom", "Impl", "object_ref"]   # object_ref: for api.py
 
 
 @register("custom")

@@ -33,7 +33,7 @@ def conv_backward_naive(dout, cache):      # w: the filter gradient flipped in b
 
 def max_pool_backward_naive(dout, cache):  # x: routed to the window's first entry, not its max
     x, pool_param = cache
-    ph, pw, s = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    s = pool_param["stride"]
     dx = np.zeros_like(x)
     for i in range(dout.shape[2]):
         for j in range(dout.shape[3]):
