@@ -2,8 +2,8 @@
 
 tests/cs231n/layers.py holds the right functions, tests/cs231n/buggy.py one seeded bug per backward
 (and per loss): each right one passes, each buggy one exits 1 with exactly the tensor its bug
-touches failing. The losses' bugs sit in dscores, which every layer before receives, so the check
-there is the whole row set of the layer in front failing while the right loss passes.
+touches failing. A loss's bug sits in dscores: the engine's local mode names the loss's own tensor
+(``y`` of the loss, layer index len(layers)); network mode fails every tensor before it.
 """
 from __future__ import annotations
 
@@ -83,8 +83,12 @@ def test_loss_functions(tmp_path, loss, file, code):
     doc["loss"] = {"type": "function", "impl": str(HERE / file) + f":{loss}"}
     got, report = run(tmp_path, doc)
     assert got == code, report
-    if code == 1:       # dscores is what every tensor before the loss receives
-        assert failing(report) == {(0, "x"), (0, "w"), (0, "b")}
+    if code == 1:
+        case = report["cases"][0]
+        if case.get("mode") == "local":     # the loss is checked on its own: its tensor y is named
+            assert case["culprits"] == [{"layer": 1, "tensor": "y"}], case["culprits"]
+        else:                               # network mode: dscores reaches every tensor before it
+            assert failing(report) == {(0, "x"), (0, "w"), (0, "b")}
 
 
 def test_loss_function_matches_cross_entropy_with_mean(tmp_path):
