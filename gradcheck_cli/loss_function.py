@@ -3,7 +3,7 @@
 CS231n-style: ``f(scores, y) -> (loss, dscores)`` with the case's integer labels y (drawn from
 the seed, or ``target:`` as for cross_entropy). The case holds the loss's name as a
 :class:`FunctionRef` (the string "function" carrying the impl); ``losses.get_loss`` makes the
-:class:`FunctionLoss` from it. It is not in ``losses.LOSSES``: it cannot exist without its impl.
+:class:`FunctionLoss` through its ``make_loss``. It is not in ``losses.LOSSES``: it cannot exist without its impl.
 """
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ class FunctionRef(str):
 
     def __getnewargs__(self):       # pickling (cases go to --jobs workers)
         return (self.impl, self.base, self.file)
+
+    def make_loss(self) -> "FunctionLoss":
+        """The loss itself (``losses.get_loss`` calls this, so losses.py need not import us)."""
+        return FunctionLoss(self)
 
 
 class FunctionLoss(CrossEntropy):

@@ -184,8 +184,7 @@ class BoundLoss:
 
 
 def get_loss(name: str) -> Loss:
-    if getattr(name, "impl", None) is not None:        # loss: {type: function, impl: ...}
-        from .loss_function import FunctionLoss
-
-        return FunctionLoss(name)
+    make = getattr(name, "make_loss", None)     # loss: {type: function, impl}: loss_function.py
+    if make is not None:
+        return make()
     return LOSSES[name]()
