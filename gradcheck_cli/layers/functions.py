@@ -27,8 +27,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..registry import Layer, Option, form, register
-from .torch_module import fan_in_normal
-from .usercode import Impl, Probed, UserCode, resolve_impl
+from .usercode import Impl, Probed, UserCode, fan_in_normal, resolve_impl
 
 
 def _resolve_params(value: Mapping, base: Path) -> Mapping:

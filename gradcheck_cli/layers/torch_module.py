@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..registry import Layer, Option, form, register
-from .usercode import Impl, Probed, UserCode, resolve_impl
+from .usercode import Impl, Probed, UserCode, fan_in_normal, resolve_impl
 
 CALL_SEED = 0    # torch's generator is seeded with this before every call of the module
 INSTALL = "pip install 'gradcheck-cli[torch]'"
@@ -41,12 +41,6 @@ def import_torch(fail) -> Any:
     except ImportError:
         fail(f"needs PyTorch, which is not installed: {INSTALL}")
     return torch
-
-
-def fan_in_normal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """Standard normal / sqrt(fan-in), as the built-in layers draw (1 for vectors)."""
-    fan_in = max(1, int(np.prod(shape[1:])) if len(shape) > 1 else 1)
-    return rng.standard_normal(shape) / np.sqrt(fan_in)
 
 
 @register("torch")

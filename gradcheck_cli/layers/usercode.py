@@ -75,6 +75,12 @@ def shown(path: str | Path) -> str:
         return str(path)
 
 
+def fan_in_normal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Standard normal / sqrt(fan-in), as the built-in layers draw (1 for vectors)."""
+    fan_in = max(1, int(np.prod(shape[1:])) if len(shape) > 1 else 1)
+    return rng.standard_normal(shape) / np.sqrt(fan_in)
+
+
 class UserCode:
     """Mixin: ``self.impl`` names the user's code; ``self.where`` ("case.yaml: layers[2]") and
     ``type_name`` name it in errors. Subclasses call ``_load``, ``_call``, ``_fail``, ``_array``."""
