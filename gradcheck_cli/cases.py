@@ -301,7 +301,7 @@ class _Validator:
                 else:
                     values[o.name] = o.default
             params = {}
-            if "params" in entry:
+            if "params" in entry and "params" not in opts:     # else the layer's own option
                 pm = entry["params"]
                 if not isinstance(pm, dict):
                     self.fail(f"{field}.params", f"expected a mapping of name: file.npy, got {_kind(pm)}")
@@ -348,17 +348,31 @@ class _Validator:
         from .losses import LOSSES
 
         if isinstance(x, str):
+            if x == "function":
+                self.fail("loss", "loss `function` needs its code: loss: {type: function, impl: FILE.py:function}")
             return self.choice(x, "loss", tuple(LOSSES)), None, "sum"
         if not isinstance(x, dict):
             self.fail("loss", f"expected a loss name or a mapping with `type`, got {_kind(x)}")
-        self.known_keys(x, ("type", "target", "reduction"), "loss")
+        self.known_keys(x, ("type", "target", "reduction", "impl"), "loss")
         if "type" not in x:
             self.fail("loss.type", "missing (required)")
-        name = self.choice(x["type"], "loss.type", tuple(LOSSES))
+        name = self.choice(x["type"], "loss.type", (*LOSSES, "function"))
+        if name == "function" or "impl" in x:
+            name = self.function_loss(name, x)
         target = self.npy(x["target"], "loss.target") if "target" in x else None
-        if target is not None and LOSSES[name].target_kind is None:
+        if target is not None and name != "function" and LOSSES[name].target_kind is None:
             self.fail("loss.target", f"loss `{name}` takes no target")
         return name, target, self.choice(x.get("reduction", "sum"), "loss.reduction", REDUCTIONS)
+
+    def function_loss(self, name: str, x: dict) -> str:
+        """``{type: function, impl: FILE.py:function}``: the loss as a name carrying its impl."""
+        from .loss_function import FunctionRef
+
+        if name != "function":
+            self.fail("loss.impl", f"loss `{name}` takes no impl (only `type: function` does)")
+        if "impl" not in x:
+            self.fail("loss.impl", "missing (required): FILE.py:function returning (loss, dscores)")
+        return FunctionRef(self.string(x["impl"], "loss.impl"), self.base, self.file)
 
     def regularization(self, x: Any) -> float:
         m = self.mapping(x, "regularization", ("l2",))

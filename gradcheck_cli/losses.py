@@ -235,6 +235,9 @@ class BoundLoss:
 
 
 def get_loss(name: str) -> Loss:
+    make = getattr(name, "make_loss", None)     # loss: {type: function, impl}: loss_function.py
+    if make is not None:
+        return make()
     return LOSSES[name]()
 
 

@@ -147,6 +147,8 @@ def test_list_shows_forms_and_na_reasons():
 
 @pytest.mark.parametrize("name", sorted(layers()))
 def test_new_prints_a_case_that_validates_and_passes(tmp_path, name):
+    if name in ("torch", "jax"):
+        pytest.importorskip(name, reason=f"the `{name}` layer's starter case needs {name} (optional extra)")
     res = invoke("new", name)
     assert res.exit_code == 0
     case = write(tmp_path, res.output)

@@ -1,0 +1,136 @@
+"""A JAX layer: ``type: jax`` with ``impl: FILE.py:Class``, written in jax.numpy, no backward.
+
+    class LayerNorm:
+        per_sample = True                             # optional, as for custom layers
+        def __init__(self, **options): ...
+        def init_params(self, input_shape, rng) -> dict   # rng: numpy Generator; numpy or jax arrays
+        def forward(self, x, params) -> y                 # jax.numpy
+
+Tensors: ``x`` and every key of ``init_params``. Analytic side: ``jax.vjp`` of ``forward`` at
+(x, params) applied to dL/dy, so a ``jax.custom_vjp`` rule inside it is what gets checked.
+Numerical side: ``forward`` in float64. gradcheck turns on jax's x64 mode
+(``jax_enable_x64``) when it loads the layer, for the whole process.
+
+jax is an optional dependency: without it such a case exits 2 naming the pip command.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..registry import Layer, Option, form, register
+from .usercode import Impl, Probed, UserCode, resolve_impl
+
+INSTALL = "pip install 'gradcheck-cli[jax]'"
+
+
+def import_jax(fail) -> Any:
+    """jax with x64 mode on, or ``fail(message)`` naming the pip command when it is not installed."""
+    try:
+        import jax
+    except ImportError:
+        fail(f"needs JAX, which is not installed: {INSTALL}")
+    if not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+@register("jax")
+class JaxModule(UserCode, Probed, Layer):
+    summary = "a JAX layer: impl FILE.py:Class with init_params and forward in jax.numpy; jax.vjp is checked"
+    options = (
+        Option("impl", "str", help="FILE.py:Class (relative to the case file) or package.module:Class",
+               resolve=resolve_impl),
+        Option("options", "mapping", default={}, help="keyword arguments of the class's constructor"),
+        Option("per_sample", "bool", default=False,
+               help="sample n of the output depends only on sample n of x (or a class attribute)"),
+    )
+    na = {f: "a jax layer has one form, jax.vjp" for f in ("kron", "correlation", "spray")}
+    example = {"impl": "gradcheck_cli.layers.jax_example:Tanh", "per_sample": True}
+
+    def __init__(self, impl: Impl | str = "", options: Mapping[str, Any] | None = None,
+                 per_sample: bool = False, **_: Any) -> None:
+        self._code_init(impl)
+        self.user_options = dict(options or {})
+        self.yaml_per_sample = bool(per_sample)
+        self._user: Any = None
+        self._names: tuple[str, ...] | None = None
+        self._probe: dict = {}
+
+    @property
+    def jax(self) -> Any:
+        return import_jax(self._fail)
+
+    @property
+    def user(self) -> Any:
+        if self._user is None:
+            self.jax                                   # x64 on before the user's module runs
+            cls = self._load()
+            self._sources |= {f.__code__.co_filename for f in vars(cls).values() if hasattr(f, "__code__")}
+            user = self._call("__init__", lambda: cls(**self.user_options),
+                              hint=f"options given: {self.user_options or 'none'}")
+            for method in ("init_params", "forward"):
+                if not callable(getattr(user, method, None)):
+                    self._fail(f"class {cls.__name__} has no method `{method}`; a jax layer needs "
+                               "init_params(input_shape, rng) and forward(x, params)")
+            self._user = user
+        return self._user
+
+    @property
+    def per_sample(self) -> bool:     # type: ignore[override]
+        return self.yaml_per_sample or bool(getattr(self.user, "per_sample", False))
+
+    # -- the Layer protocol ----------------------------------------------------------------------
+    def params(self) -> tuple[str, ...]:
+        if self._names is None:
+            raise RuntimeError("jax layer: params() before init_params()")  # pragma: no cover
+        return self._names
+
+    def init_params(self, in_shape, rng):
+        user = self.user
+        p = self._call("init_params", lambda: user.init_params(tuple(in_shape), rng))
+        if p is None:
+            p = {}
+        if not isinstance(p, Mapping):
+            self._fail(f"init_params returned {type(p).__name__}, expected a dict name -> array")
+        out = {}
+        for k, v in p.items():
+            if not isinstance(k, str) or not k.isidentifier() or k == "x":
+                self._fail(f"init_params: parameter name {k!r} must be an identifier other than 'x'")
+            out[k] = self._array(f"init_params()[{k!r}]", self._numpy(v), None).astype(np.float64)
+        self._names = tuple(out)
+        return out
+
+    def _numpy(self, a: Any) -> Any:
+        """A jax array as numpy (anything else is returned as is, for _array to judge)."""
+        return np.asarray(a) if isinstance(a, self.jax.Array) else a
+
+    def _inputs(self, x, params):
+        jnp = self.jax.numpy
+        return jnp.asarray(np.array(x, copy=True)), {k: jnp.asarray(np.array(v, copy=True))
+                                                     for k, v in params.items()}
+
+    def forward(self, x, params):
+        return self._forward(x, params)
+
+    def _forward(self, x, params, finite: bool = True) -> np.ndarray:
+        user = self.user
+        xj, pj = self._inputs(x, params)
+        y = self._call("forward", lambda: user.forward(xj, pj))
+        return self._array("forward() output", self._numpy(y), None, x.dtype, finite)
+
+    @form("custom", seed="jax.vjp of forward: the custom_vjp rules inside it")
+    def custom(self, dy, x, params):
+        user, jax = self.user, self.jax
+        xj, pj = self._inputs(x, params)
+        y, vjp = self._call("forward", lambda: jax.vjp(user.forward, xj, pj))
+        if not isinstance(y, jax.Array) or tuple(y.shape) != tuple(dy.shape):
+            self._fail(f"forward output is {type(y).__name__} of shape {list(np.shape(y))}, "
+                       f"expected a jax array of shape {list(dy.shape)}")
+        gx, gp = self._call("backward", lambda: vjp(jax.numpy.asarray(dy, dtype=y.dtype)))
+        out = {"x": self._array("gradient of 'x'", self._numpy(gx), x.shape, x.dtype)}
+        for k in params:
+            out[k] = self._array(f"gradient of {k!r}", self._numpy(gp[k]), params[k].shape, x.dtype)
+        return out
