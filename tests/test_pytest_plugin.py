@@ -16,7 +16,15 @@ from gradcheck_cli import pytest_plugin
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGIN = ("-p", "gradcheck_cli.pytest_plugin", "-p", "no:cacheprovider")
+def _installed() -> bool:
+    """Whether the pytest11 entry point loads the plugin already (the package is pip-installed)."""
+    from importlib.metadata import entry_points
+
+    return any(ep.value == "gradcheck_cli.pytest_plugin" for ep in entry_points(group="pytest11"))
+
+
+# `-p` only when not installed: with the entry point too, pytest would register it twice
+PLUGIN = (() if _installed() else ("-p", "gradcheck_cli.pytest_plugin")) + ("-p", "no:cacheprovider")
 WORKFLOW = """\
 name: gradients
 on: [push]
@@ -69,6 +77,7 @@ def test_k_selects_cases_by_name(pytester, folder):
 
 
 def test_works_with_xdist(pytester, folder):
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed (it is in the [test] extra)")
     res = run(pytester, "-n", "2", folder)
     res.assert_outcomes(passed=1, failed=1)
     assert "worst entries" in res.stdout.str()
