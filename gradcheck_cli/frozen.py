@@ -35,8 +35,28 @@ def layer_out(layer, h: np.ndarray, params: dict, at: np.ndarray) -> np.ndarray:
     return layer.forward(h, params) if out is None else out
 
 
+CHUNK_BYTES = 128 * 2**20     # perturbed copies (and their tiled selections) alive at once
+
+
 def losses(net, i: int, t: str, values: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
-    """L (regulariser included) of the frozen network for K values (K, *shape) of layer i's t."""
+    """L (regulariser included) of the frozen network for K values (K, *shape) of layer i's t.
+
+    Copies of x are folded into the batch axis (every layer from i on per-sample; a layer's
+    ``frozen_forward`` repeats its selections for each copy), a chunk at a time; otherwise one
+    copy per forward."""
+    K = len(values)
+    net.copies += K
+    if t == "x" and net.per_sample_from(i) and values.ndim >= 2:
+        per = max(1, CHUNK_BYTES // max(1, 8 * 3 * sum(int(x.size) for x in xs[i:])))
+        outs = []
+        for s in range(0, K, per):
+            v = values[s:s + per]
+            k = len(v)
+            h = v.reshape(k * v.shape[1], *v.shape[2:])
+            for j in range(i, len(net.layers)):
+                h = layer_out(net.layers[j], h, net.params[j], xs[j])   # x holds k copies of the batch
+            outs.append(net.loss.value_stacked(h.reshape(k, -1, *h.shape[1:])))
+        return np.concatenate(outs) + net.stacked_reg(i, t, values)
     outs = []
     for v in values:
         if t == "x":
@@ -46,7 +66,6 @@ def losses(net, i: int, t: str, values: np.ndarray, xs: list[np.ndarray]) -> np.
         for k in range(start, len(net.layers)):
             h = layer_out(net.layers[k], h, net.params[k], xs[k])
         outs.append(h)
-    net.copies += len(values)
     return net.loss.value_stacked(np.stack(outs)) + net.stacked_reg(i, t, values)
 
 
@@ -56,12 +75,17 @@ def differences(net, i: int, t: str, xs: list[np.ndarray], base: np.ndarray, ind
     (values, rounding estimate, |right - left| one-sided gap). A gap means the step still crosses
     a kink the frozen network does not freeze (a layer without ``frozen_forward``)."""
     flat = np.asarray(base, np.float64).reshape(-1)
-    k = len(index)
-    V = np.repeat(flat[None], 2 * k + 1, axis=0)
-    V[np.arange(k), index] += step
-    V[k + np.arange(k), index] -= step
-    L = losses(net, i, t, V.reshape(2 * k + 1, *base.shape), xs)
-    plus, minus, L0 = L[:k], L[k:2 * k], L[-1]
+    L0 = losses(net, i, t, flat.reshape(1, *base.shape), xs)[0]
+    per = max(1, CHUNK_BYTES // max(1, 2 * 8 * flat.size))
+    plus, minus = np.empty(len(index)), np.empty(len(index))
+    for s in range(0, len(index), per):
+        j, h = index[s:s + per], step[s:s + per]
+        k = len(j)
+        V = np.repeat(flat[None], 2 * k, axis=0)
+        V[np.arange(k), j] += h
+        V[k + np.arange(k), j] -= h
+        L = losses(net, i, t, V.reshape(2 * k, *base.shape), xs)
+        plus[s:s + k], minus[s:s + k] = L[:k], L[k:]
     noise = NOISE_FACTOR * U64 * (np.abs(plus) + np.abs(minus)) / (2 * step)
     return (plus - minus) / (2 * step), noise, np.abs(plus + minus - 2 * L0) / step
 

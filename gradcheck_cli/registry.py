@@ -163,7 +163,9 @@ class Layer:
         """Optional hook, for a layer with selections (ReLU on/off, a max-pool's argmax): the
         forward with every selection fixed as at the input ``at`` (same shape as ``x``). It equals
         ``forward`` at x = at, is smooth in x, and its derivative is what the layer's forms give
-        at ``at`` (their convention on kinks). None (the default): no selections, the forward
+        at ``at`` (their convention on kinks). ``x`` may hold several copies of the batch stacked
+        on the first axis (a multiple of ``at``'s): repeat the selections for each. None (the
+        default): no selections, the forward
         serves. Used by frozen.py for entries whose step crosses several kinks at once.
         """
         return None

@@ -152,7 +152,10 @@ class ReLU(Elementwise):
 
     def frozen_forward(self, x, params, at):
         """x where ``at`` > 0, else 0: the mask of every form (ReLU'(0) = 0)."""
-        return np.where(at > 0, x, np.zeros_like(x))
+        on = at > 0
+        if x.shape[0] != at.shape[0]:                            # x: copies of the batch, stacked
+            on = np.tile(on, (x.shape[0] // at.shape[0],) + (1,) * (at.ndim - 1))
+        return np.where(on, x, np.zeros_like(x))
 
     @form("spray", seed="002 eq. (12): dL/dx = x > 0 ? dL/dy : 0, a binary mask computed from x")
     def spray(self, dy, x, params):

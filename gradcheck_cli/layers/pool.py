@@ -186,9 +186,12 @@ class MaxPool2d(_Pool):
         return out
 
     def frozen_forward(self, x, params, at):
-        """x at each window's argmax in ``at`` (ties: the first index, as every form)."""
+        """x at each window's argmax in ``at`` (ties: the first index, as every form); x may hold
+        several copies of the batch, stacked on the first axis."""
         kw, (sh, sw) = self.k[1], self.s
         arg = maxpool2d_argmax(at, self.k, self.s)               # (N, C, Ho, Wo)
+        if x.shape[0] != at.shape[0]:                            # x: copies of the batch, stacked
+            arg = np.tile(arg, (x.shape[0] // at.shape[0], 1, 1, 1))
         n, c, p, q = np.indices(arg.shape, sparse=True)
         return x[n, c, p * sh + arg // kw, q * sw + arg % kw]
 
