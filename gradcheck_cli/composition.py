@@ -16,7 +16,7 @@ normalised to unit length. The row passes when
 
 (the rtol term is relative to the sum of the magnitudes, since a_f may cancel; noise as for an
 entry). A direction that crosses a kink is judged like an entry: a_f must lie between the
-per-sample one-sided derivatives, Richardson-extrapolated from steps h and h/8.
+per-sample one-sided derivatives, Richardson-extrapolated from steps h and h/8 (verdict.bounds).
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ import numpy as np
 
 from .numeric import DEFAULT_EPS, NOISE_FACTOR, U64
 from .results import Direction
+from .verdict import REFINE, bounds
 
 DIRECTIONS = 2
-REFINE = 8
 SHRINK = 64           # the second step tried, h / SHRINK
 
 
@@ -107,12 +107,7 @@ def _numerical(net, d, base, h):
     n = float((plus.sum() - minus.sum()) / (2 * h))
     noise = NOISE_FACTOR * U64 * (abs(plus.sum()) + abs(minus.sum())) / (2 * h)
 
-    def sides(p, m, s):
-        return (base - m) / s, (p - base) / s
-
-    l1, r1 = sides(plus, minus, h)
-    l2, r2 = sides(plus2, minus2, h / REFINE)
-    q = REFINE
-    left, right = (q * l2 - l1) / (q - 1), (q * r2 - r1) / (q - 1)
+    step = np.array([h])
+    lo, hi, _ = bounds(base, plus[None], minus[None], plus2[None], minus2[None], step, step / REFINE)
     kink_noise = 1e3 * NOISE_FACTOR * U64 * float(np.abs(base).sum() + np.abs(plus).sum()) / (h / REFINE)
-    return n, noise, float(np.abs(right - left).sum()), kink_noise
+    return n, noise, float(hi[0] - lo[0]), kink_noise      # sum of max - min = sum |right - left|

@@ -35,9 +35,7 @@ from .network import Network
 from .registry import FormInfo, Layer
 from .sparsity import identity
 
-MODES = ("local", "network")
 DEFAULT_MODE = "local"
-COTANGENTS = ("upstream", "random")
 
 
 @dataclasses.dataclass

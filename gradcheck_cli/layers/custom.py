@@ -28,13 +28,13 @@ from typing import Any, Callable
 import numpy as np
 
 from ..registry import Layer, Option, form, register
-from .usercode import Impl, Probed, UserCode, object_ref, resolve_impl
+from .usercode import Impl, Probed, UserCode, UserParams, object_ref, resolve_impl
 
 __all__ = ["Custom", "Impl", "object_ref"]   # object_ref: for api.py
 
 
 @register("custom")
-class Custom(UserCode, Probed, Layer):
+class Custom(UserParams, UserCode, Probed, Layer):
     summary = "your own layer: impl FILE.py:Class (or pkg.mod:Class), options passed to its constructor"
     options = (
         Option("impl", "str", help="FILE.py:Class (relative to the case file) or package.module:Class",
@@ -50,7 +50,6 @@ class Custom(UserCode, Probed, Layer):
         self._code_init(impl)
         self.user_options = dict(options or {})
         self._user: Any = None
-        self._names: tuple[str, ...] | None = None
         self._probe: dict[tuple[int, ...], tuple[tuple[int, ...], dict[str, tuple[int, ...]]]] = {}
 
     @classmethod
@@ -88,26 +87,6 @@ class Custom(UserCode, Probed, Layer):
         return bool(getattr(self.user, "per_sample", False))
 
     # -- the Layer protocol ----------------------------------------------------------------------
-    def params(self) -> tuple[str, ...]:
-        if self._names is None:
-            raise RuntimeError("custom layer: params() before init_params()")  # pragma: no cover
-        return self._names
-
-    def init_params(self, in_shape, rng):
-        user = self.user
-        p = self._call("init_params", lambda: user.init_params(tuple(in_shape), rng))
-        if p is None:
-            p = {}
-        if not isinstance(p, Mapping):
-            self._fail(f"init_params returned {type(p).__name__}, expected a dict name -> array")
-        out = {}
-        for k, v in p.items():
-            if not isinstance(k, str) or not k.isidentifier() or k == "x":
-                self._fail(f"init_params: parameter name {k!r} must be an identifier other than 'x'")
-            out[k] = self._array(f"init_params()[{k!r}]", v, None).astype(np.float64)
-        self._names = tuple(out)
-        return out
-
     def forward(self, x, params):
         return self._forward(x, params)
 

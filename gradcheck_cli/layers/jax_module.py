@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..registry import Layer, Option, form, register
-from .usercode import Impl, Probed, UserCode, resolve_impl
+from .usercode import Impl, Probed, UserCode, UserParams, resolve_impl
 
 INSTALL = "pip install 'gradcheck-cli[jax]'"
 
@@ -38,7 +38,7 @@ def import_jax(fail) -> Any:
 
 
 @register("jax")
-class JaxModule(UserCode, Probed, Layer):
+class JaxModule(UserParams, UserCode, Probed, Layer):
     summary = "a JAX layer: impl FILE.py:Class with init_params and forward in jax.numpy; jax.vjp is checked"
     options = (
         Option("impl", "str", help="FILE.py:Class (relative to the case file) or package.module:Class",
@@ -56,7 +56,6 @@ class JaxModule(UserCode, Probed, Layer):
         self.user_options = dict(options or {})
         self.yaml_per_sample = bool(per_sample)
         self._user: Any = None
-        self._names: tuple[str, ...] | None = None
         self._probe: dict = {}
 
     @property
@@ -83,26 +82,6 @@ class JaxModule(UserCode, Probed, Layer):
         return self.yaml_per_sample or bool(getattr(self.user, "per_sample", False))
 
     # -- the Layer protocol ----------------------------------------------------------------------
-    def params(self) -> tuple[str, ...]:
-        if self._names is None:
-            raise RuntimeError("jax layer: params() before init_params()")  # pragma: no cover
-        return self._names
-
-    def init_params(self, in_shape, rng):
-        user = self.user
-        p = self._call("init_params", lambda: user.init_params(tuple(in_shape), rng))
-        if p is None:
-            p = {}
-        if not isinstance(p, Mapping):
-            self._fail(f"init_params returned {type(p).__name__}, expected a dict name -> array")
-        out = {}
-        for k, v in p.items():
-            if not isinstance(k, str) or not k.isidentifier() or k == "x":
-                self._fail(f"init_params: parameter name {k!r} must be an identifier other than 'x'")
-            out[k] = self._array(f"init_params()[{k!r}]", self._numpy(v), None).astype(np.float64)
-        self._names = tuple(out)
-        return out
-
     def _numpy(self, a: Any) -> Any:
         """A jax array as numpy (anything else is returned as is, for _array to judge)."""
         return np.asarray(a) if isinstance(a, self.jax.Array) else a

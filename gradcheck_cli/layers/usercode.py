@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
@@ -106,6 +107,37 @@ def fan_in_normal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarra
     """Standard normal / sqrt(fan-in), as the built-in layers draw (1 for vectors)."""
     fan_in = max(1, int(np.prod(shape[1:])) if len(shape) > 1 else 1)
     return rng.standard_normal(shape) / np.sqrt(fan_in)
+
+
+class UserParams:
+    """Mixin for a user object whose ``init_params(input_shape, rng)`` returns name -> array:
+    the parameter names are what it returned (``self._names``, None until it has run)."""
+
+    _names: tuple[str, ...] | None = None
+
+    def params(self) -> tuple[str, ...]:
+        if self._names is None:
+            raise RuntimeError(f"{self.type_name} layer: params() before init_params()")  # pragma: no cover
+        return self._names
+
+    def init_params(self, in_shape, rng):
+        user = self.user
+        p = self._call("init_params", lambda: user.init_params(tuple(in_shape), rng))
+        if p is None:
+            p = {}
+        if not isinstance(p, Mapping):
+            self._fail(f"init_params returned {type(p).__name__}, expected a dict name -> array")
+        out = {}
+        for k, v in p.items():
+            if not isinstance(k, str) or not k.isidentifier() or k == "x":
+                self._fail(f"init_params: parameter name {k!r} must be an identifier other than 'x'")
+            out[k] = self._array(f"init_params()[{k!r}]", self._numpy(v), None).astype(np.float64)
+        self._names = tuple(out)
+        return out
+
+    def _numpy(self, a: Any) -> Any:
+        """The user's array as numpy (a framework's arrays convert here); as is by default."""
+        return a
 
 
 class UserCode:
