@@ -14,6 +14,7 @@ from .cases import Case
 from .errors import GradcheckError
 from .network import Network
 from .numeric import NOISE_FACTOR, U64, Numerical
+from .ranking import rank_desc
 from .results import Agreement, Entry, Row
 
 # (rtol, atol) per dtype; docs/verdicts.md says why
@@ -300,7 +301,7 @@ def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Nu
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = err / np.maximum(mag, atol / rtol)
         ratio = np.where(finite, err / thr, np.inf)
-    order = np.argsort(-ratio, kind="stable")[:WORST_SHOWN]
+    order = rank_desc(ratio, numer.index)[:WORST_SHOWN]   # same order on every machine
     worst = [Entry(_unravel(numer.index[k], shape), float(a[k]), float(n[k]), float(err[k]),
                    float(rel[k])) for k in order if bad[k]]
     wi = _unravel(numer.index[order[0]], shape) if len(order) else ()

@@ -18,6 +18,7 @@ import itertools
 import numpy as np
 
 from ..check import CaseResult, Row
+from ..ranking import rank_desc
 from . import culprit_line, fmt, reproduce, seconds_text, totals, wrong_line
 
 MAX_SLICES = 16             # 2-D slices per map; more would make the page a wall of images
@@ -232,7 +233,7 @@ def pick_slices(ratio: np.ndarray) -> tuple[list[tuple[int, ...]], int]:
     if len(idx) <= MAX_SLICES:
         return idx, len(idx)
     worst = np.array([np.max(np.nan_to_num(s, nan=-1.0, posinf=np.finfo(float).max)) for s in flat])
-    keep = sorted(np.argsort(-worst, kind="stable")[:MAX_SLICES])
+    keep = sorted(rank_desc(worst)[:MAX_SLICES])
     return [idx[k] for k in keep], len(idx)
 
 
