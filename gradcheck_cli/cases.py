@@ -100,7 +100,7 @@ def from_dict(doc: Any, file: str = "<dict>", base_dir: str | Path = ".",
     layers = v.layers(doc["layers"])
     loss, target, reduction = v.loss(doc.get("loss", "projection"))
     l2 = v.regularization(doc.get("regularization", {}))
-    forms = v.forms(doc.get("forms"))
+    forms = v.forms(doc.get("forms"), layers)
     tol = v.mapping(doc.get("tolerance", {}), "tolerance", ("rtol", "atol"))
     num = v.mapping(doc.get("numerical", {}), "numerical", ("eps",))
     case = Case(
@@ -336,6 +336,8 @@ class _Validator:
             val = self.choice(x, field, o.choices)
         elif o.kind == "str":
             val = self.string(x, field)
+        elif o.kind == "any":          # checked by the layer itself (e.g. a list of axis names)
+            val = x
         elif o.kind == "mapping":
             if not isinstance(x, dict):
                 self.fail(field, f"expected a mapping, got {_kind(x)}")
@@ -378,12 +380,15 @@ class _Validator:
         m = self.mapping(x, "regularization", ("l2",))
         return self.number(m.get("l2", 0.0), "regularization.l2", nonneg=True)
 
-    def forms(self, x: Any) -> tuple[str, ...] | None:
+    def forms(self, x: Any, layers=()) -> tuple[str, ...] | None:
+        from .catalog import get
+
+        named = tuple(f for cfg in layers for f in get(cfg.type).cls.form_names(cfg.options) if f not in FORMS)
         if x is None:
             return None
         if isinstance(x, str):
             x = [x]
         if not isinstance(x, list) or not x:
             self.fail("forms", "expected a non-empty list of forms")
-        return tuple(self.choice(f, f"forms[{i}]", (*FORMS, "custom")) for i, f in enumerate(x))
+        return tuple(self.choice(f, f"forms[{i}]", (*FORMS, "custom", *named)) for i, f in enumerate(x))
 

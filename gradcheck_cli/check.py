@@ -63,6 +63,9 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
         raise CaseError(case.file, "mode", f"unknown mode {mode!r}; known: {', '.join(MODES_BY_NAME)}")
     strategy = MODES_BY_NAME[mode]
     net = Network.build(case, _preflight(case, memory_limit))
+    for layer in net.layers:        # an expression layer refuses results over the limit (exprlang)
+        if hasattr(layer, "memory_limit"):
+            layer.memory_limit = memory_limit
     guards.bounded_values(net)      # values whose products overflow are bad input (guards.py)
     resampled, margins = kinks.keep_margin(net)
     rtol, atol = tolerance(case)

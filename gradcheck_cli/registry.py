@@ -25,7 +25,8 @@ class Option:
     """One option of a layer as written in the YAML case.
 
     ``kind`` is one of ``int`` (>= ``min``), ``pair`` (int or [int, int], each >= ``min``),
-    ``bool``, ``float``, ``choice`` (one of ``choices``), ``str``, ``mapping``. An ``int`` or
+    ``bool``, ``float``, ``choice`` (one of ``choices``), ``str``, ``mapping``, ``any`` (left to the
+    layer to check). An ``int`` or
     ``pair`` option with ``choices`` also takes one of those words (``padding: same``).
     ``resolve`` may turn the validated value into something else, given the case's folder
     (for options that name files).
@@ -184,6 +185,12 @@ class Layer:
     def workspace(self, in_shape: tuple[int, ...]) -> int:
         """Bytes of scratch memory one forward pass on ``in_shape`` needs besides its output."""
         return 0
+
+    @classmethod
+    def form_names(cls, options: Any) -> tuple[str, ...]:
+        """The forms of a layer with these validated options (``forms:`` may name them): the
+        class's own, unless its options name forms (``type: expression``)."""
+        return tuple(cls.forms)
 
     # -- helpers -------------------------------------------------------------------------
     def backward(self, form_name: str, dy: np.ndarray, x: np.ndarray,
