@@ -48,6 +48,13 @@ def human(n: float) -> str:
     return f"{n:.1f} PiB"
 
 
+def _close(word: str, choices) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
 class Walker:
     """One evaluation of one expression."""
 
@@ -62,8 +69,8 @@ class Walker:
                 and not np.all(np.isfinite(out)):
             node = self.nan_at or self.p.tree
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
-            raise ExprError(f"the result holds NaN or Inf (first at index {list(bad)}); it starts here",
-                            *self.p.position(node))
+            at = self.p.op_position(node) if isinstance(node, (ast.BinOp, ast.Compare)) else self.p.position(node)
+            raise ExprError(f"the result holds NaN or Inf (first at index {list(bad)}); it starts here", *at)
         return out
 
     # -- checks -----------------------------------------------------------------------------
@@ -105,9 +112,9 @@ class Walker:
     def _Name(self, node: ast.Name) -> Any:
         names = self.ctx.names
         if node.id not in names:
-            known = ", ".join(sorted(names))
-            what = "a function: call it, e.g. " + node.id + "(...)" if node.id in FUNCTIONS else \
-                f"unknown name `{node.id}`; known here: {known}"
+            known = ", ".join(sorted(names)[:12]) + (", ..." if len(names) > 12 else "")
+            what = f"`{node.id}` is a function: call it, e.g. {node.id}(...)" if node.id in FUNCTIONS else \
+                f"unknown name `{node.id}`{_close(node.id, names)}; known here: {known}"
             self.fail(node, what)
         v = names[node.id]
         return abstract(v) if self.ctx.abstract else v
@@ -228,7 +235,8 @@ class Walker:
         fn = FUNCTIONS.get(name)
         if fn is None:
             hint = f"; `{name}` is a value here, not a function" if name in self.ctx.names else ""
-            self.fail(node, f"unknown function `{name}`{hint}; known: {', '.join(sorted(FUNCTIONS))}")
+            self.fail(node, f"unknown function `{name}`{hint}{_close(name, FUNCTIONS)} (the functions: "
+                            "docs/expression.md)")
         args, nodes = self._bind(node, name, fn)
         values = [self.eval(n) if n is not None else d for n, d in zip(nodes, args)]
         view = [abstract(v) for v in values]
