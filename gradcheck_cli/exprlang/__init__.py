@@ -32,6 +32,10 @@ class Expr:
         out = Walker(self.parsed, Context(names, True, np.float64, max_bytes, limit_source)).run()
         return out.shape if isinstance(out, A) else out
 
+    def abstract(self, names: dict[str, Any], max_bytes: int = 2**40, limit_source: str = "the memory limit"):
+        """The shape pass's result itself: an ``A`` for an array, else the concrete value."""
+        return Walker(self.parsed, Context(names, True, np.float64, max_bytes, limit_source)).run()
+
     def value(self, names: dict[str, Any], dtype=np.float64, max_bytes: int = 2**40,
               limit_source: str = "the memory limit") -> Any:
         """The expression's value with numpy; :class:`ExprError` on any fault."""

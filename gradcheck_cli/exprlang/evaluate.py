@@ -22,8 +22,10 @@ from .shapes import A, Fault, abstract, broadcast, describe, fmt, index, is_numb
 MAX_WORK = 10**10          # multiply-adds of one operation (about ten seconds of numpy)
 MAX_INT = 2**62
 _ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-          ast.Div: operator.truediv, ast.Pow: operator.pow}
-_SYMBOL = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
+          ast.Div: operator.truediv, ast.Pow: operator.pow, ast.FloorDiv: operator.floordiv,
+          ast.Mod: operator.mod}
+_SYMBOL = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
+           ast.FloorDiv: "//", ast.Mod: "%"}
 _CMP = {ast.Gt: np.greater, ast.Lt: np.less, ast.GtE: np.greater_equal, ast.LtE: np.less_equal,
         ast.Eq: np.equal, ast.NotEq: np.not_equal}
 

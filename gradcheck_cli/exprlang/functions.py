@@ -6,29 +6,15 @@ body runs. Every body is a plain function of numpy arrays and Python numbers.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import string
-from typing import Any, Callable
 
 import numpy as np
 
-from .shapes import A, Fault, array, axes, axis, broadcast, choice, fmt, integer, ints, reduce
+from .matrices import MATRICES
+from .shapes import A, Fault, Fn, array, axes, axis, broadcast, choice, fmt, integer, ints, reduce
 
 MODES = ("full", "valid", "same")
-
-
-@dataclasses.dataclass(frozen=True)
-class Fn:
-    """``params``: names in order (``*name``: the rest of the positional arguments);
-    ``required``: how many must be given; ``defaults``: the others'."""
-
-    params: tuple[str, ...]
-    rule: Callable[..., tuple[tuple[int, ...], int]]
-    body: Callable[..., Any]
-    required: int = 1
-    defaults: tuple = ()
-    doc: str = ""
 
 
 def _same(a):
@@ -324,3 +310,4 @@ FUNCTIONS: dict[str, Fn] = {
     "dilate": Fn(("a", "stride", "axis"), _dilate_rule, _dilate, 2, (-1,),
                  doc="stride - 1 zeros between entries along axis (seed 002's trick)"),
 }
+FUNCTIONS.update(MATRICES)

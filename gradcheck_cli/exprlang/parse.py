@@ -15,7 +15,8 @@ MAX_NESTING = 32       # brackets ( [ { open at once
 MAX_DEPTH = 64         # depth of the parsed tree (a chain of 1000 unary minus signs is deep too)
 ATTRIBUTES = ("T", "shape")
 
-_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
+_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
+           ast.FloorDiv: "//", ast.Mod: "%"}
 _UNARY = {ast.USub: "-", ast.UAdd: "+"}
 _COMPARE = {ast.Gt: ">", ast.Lt: "<", ast.GtE: ">=", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
 _ALLOWED = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.Call, ast.Name, ast.Constant,

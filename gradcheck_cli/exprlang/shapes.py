@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -27,6 +27,20 @@ class A:
     @property
     def size(self) -> int:
         return math.prod(self.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fn:
+    """A function of the language: its shape rule and its numpy body. ``params``: names in
+    order (``*name``: the rest of the positional arguments); ``required``: how many must be
+    given; ``defaults``: the others'."""
+
+    params: tuple[str, ...]
+    rule: Callable[..., tuple[tuple[int, ...], int]]
+    body: Callable[..., Any]
+    required: int = 1
+    defaults: tuple = ()
+    doc: str = ""
 
 
 class Fault(Exception):

@@ -43,18 +43,25 @@ class Expression(Layer):
     options = (
         Option("axes", "any", help="names of the input's axes, e.g. [N, D]"),
         Option("params", "mapping", default={}, help="name: shape from axis names and integers, e.g. {W: [D, 3]}"),
+        Option("define", "mapping", default={},
+               help="name: expression, in order; usable in every later expression (e.g. B: sign(W))"),
         Option("forward", "any", help="y as an expression of x, the parameters and the axis sizes"),
         Option("backward", "mapping", help="form name: {x: ..., <param>: ...}, each dL/d<tensor> given dy"),
         Option("kinks", "any", default=None, help="an expression of x, zero where the forward has a kink"),
         Option("per_sample", "bool", default=False,
                help="sample n of y depends only on sample n of x (faster numerical check)"),
+        Option("regularized", "any", default=(),
+               help="parameters the case's l2 regularization covers; gradcheck adds l2 * p to their gradients"),
     )
     na = {f: "an expression layer's forms are the keys of its `backward`" for f in ("kron", "correlation", "spray")}
     example_input = (4, 6)
 
     def __init__(self, axes: Any = (), params: Mapping | None = None, forward: Any = "",
-                 backward: Mapping | None = None, kinks: Any = None, per_sample: bool = False, **_: Any) -> None:
+                 backward: Mapping | None = None, kinks: Any = None, per_sample: bool = False,
+                 define: Mapping | None = None, regularized: Any = (), **_: Any) -> None:
         self.axes_spec, self.param_spec = axes, dict(params or {})
+        self.define_spec = dict(define or {})
+        self.regularized = tuple(regularized) if isinstance(regularized, (list, tuple)) else regularized
         self.forward_text, self.backward_spec, self.kinks_text = forward, dict(backward or {}), kinks
         self.per_sample = bool(per_sample)
         self.where = "expression layer"
@@ -97,13 +104,21 @@ class Expression(Layer):
                 self._fail(f"params.{name}", f"expected a shape of axis names ({', '.join(axes)}) and "
                                              f"integers >= 1, e.g. [{axes[-1]}, 3]; got {dims!r}")
             out[name] = tuple(dims)
+        if not isinstance(self.regularized, tuple) or any(r not in out for r in self.regularized):
+            self._fail("regularized", f"expected a list of this layer's parameters ({', '.join(out) or 'none'}), "
+                                      f"got {self.regularized!r}")
         return out
 
     def exprs(self) -> dict[str, Expr]:
         """Every expression, parsed once, by field: forward, backward.<form>.<tensor>, kinks."""
         if self._exprs is None:
             wanted = ("x", *self._param_dims())
-            texts = {"forward": self.forward_text}
+            texts = {}
+            for i, name in enumerate(self.define_spec):
+                self._names(f"define.{name}", name, (*RESERVED, *self._axes(), *wanted,
+                                                     *list(self.define_spec)[:i]))
+                texts[f"define.{name}"] = self.define_spec[name]
+            texts["forward"] = self.forward_text
             if not self.backward_spec:
                 self._fail("backward", "needs at least one derivation: {form name: {x: ..., param: ...}}")
             if len(self.backward_spec) > MAX_FORMS:
@@ -134,8 +149,9 @@ class Expression(Layer):
             self._exprs = out
         return self._exprs
 
-    def _run(self, field: str, names: dict, dtype=None) -> Any:
-        """Shape pass, then (with ``dtype``) the value pass, of one expression."""
+    def _run(self, field: str, names: dict, dtype=None, raw: bool = False) -> Any:
+        """Shape pass, then (with ``dtype``) the value pass, of one expression. The shape pass
+        gives a shape, or with ``raw`` the abstract value itself (for a definition)."""
         if self._limit is None:
             self._limit = self.memory_limit or _default_limit()
         limit = self._limit
@@ -143,8 +159,10 @@ class Expression(Layer):
         e = self.exprs()[field]
         try:
             shapes = {k: A(v.shape) if isinstance(v, np.ndarray) else v for k, v in names.items()}
-            out = e.shape(shapes, limit, source)
-            return out if dtype is None else e.value(names, dtype, limit, source)
+            out = e.abstract(shapes, limit, source)
+            if dtype is None:
+                return out if raw else (out.shape if isinstance(out, A) else out)
+            return e.value(names, dtype, limit, source)
         except ExprError as err:
             self._fail(field, err.message, e.text, err.col)
 
@@ -173,6 +191,8 @@ class Expression(Layer):
         shapes = {"x": in_shape, **self.param_shapes(in_shape)}
         names = {**self._bind(in_shape), **{k: A(s) for k, s in shapes.items()}}
         exprs = self.exprs()
+        for name in self.define_spec:
+            names[name] = self._run(f"define.{name}", names, raw=True)
         y = self._run("forward", names)
         if not isinstance(y, tuple) or not y:
             what = "a number" if not isinstance(y, tuple) else "a 0-d array"
@@ -203,7 +223,10 @@ class Expression(Layer):
         return {k: fan_in_normal(s, rng) for k, s in self.param_shapes(in_shape).items()}
 
     def _values(self, x: np.ndarray, params: dict[str, np.ndarray]) -> dict[str, Any]:
-        return {**self._bind(x.shape), "x": x, **params}
+        names = {**self._bind(x.shape), "x": x, **params}
+        for name in self.define_spec:
+            names[name] = self._run(f"define.{name}", names, x.dtype)
+        return names
 
     def forward(self, x, params):
         y = self._run("forward", self._values(x, params), x.dtype)
