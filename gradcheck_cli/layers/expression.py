@@ -83,7 +83,8 @@ class Expression(Layer):
 
     def _names(self, field: str, value: Any, taken: tuple[str, ...], functions: bool = True) -> None:
         if not isinstance(value, str) or not value.isidentifier() or not value.isascii() or "__" in value:
-            self._fail(field, f"{value!r} is not a name (letters, digits, _; no __)")
+            hint = " (YAML reads yes/no/on/off as booleans: quote the name)" if isinstance(value, bool) else ""
+            self._fail(field, f"{value!r} is not a name (letters, digits, _; no __){hint}")
         if value in taken or (functions and value in FUNCTIONS):
             self._fail(field, f"the name {value!r} is taken (by x, y, dy, a function or another name)")
 
