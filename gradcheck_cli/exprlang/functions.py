@@ -44,7 +44,7 @@ def _kron(a, b):
 def _mat(v, rows, cols):
     v, r, c = array(v, 0), integer(rows, 1, 1), integer(cols, 2, 1)
     if v.size != r * c:
-        raise Fault(f"mat(v, {r}, {c}) needs {r * c} entries, v has shape {fmt(v.shape)} ({v.size})")
+        raise Fault(f"mat(v, {r}, {c}) needs {r * c} entries, v has shape {fmt(v.shape)} ({v.size})", 0)
     return (r, c), v.size
 
 

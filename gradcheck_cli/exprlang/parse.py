@@ -120,7 +120,7 @@ def parse(text: object) -> Parsed:
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        col = max(0, (exc.offset or 1) - 1)
+        col = exc.offset - 1 if exc.offset else len(text)     # offset 0: at the end of the text
         msg = (exc.msg or "syntax error").split(" (", 1)[0]
         raise ExprError(f"syntax error: {msg}", 1, min(col, len(text))) from None
     except (ValueError, MemoryError, RecursionError) as exc:
