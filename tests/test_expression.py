@@ -151,6 +151,13 @@ layers:
     assert case["kink_distance"]["layers"][0]["at_kink"] == 2
 
 
+def test_false_per_sample_promise_is_refused(tmp_path):
+    text = starter().replace("forward: x @ W + b", "forward: (x - mean(x, 0)) @ W + b\n    per_sample: true")
+    res = invoke("run", write(tmp_path, text))
+    assert res.exit_code == 2
+    assert "layers[0].per_sample: is true, but the output is not one row per sample" in res.stderr
+
+
 def test_float32_case_passes(tmp_path):
     code, case = run_json(write(tmp_path, starter().replace("dtype: float64", "dtype: float32")))
     assert code == 0 and case["dtype"] == "float32"

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import GradcheckError
 from ..exprlang import FUNCTIONS, A, Expr, ExprError, caret, fmt
 from ..registry import FormInfo, Layer, Option, register
-from .usercode import fan_in_normal
+from .usercode import SHAPE_PROBE_SEED, fan_in_normal
 
 RESERVED = ("x", "y", "dy", "loss")
 MAX_FORMS = 16
@@ -221,7 +221,31 @@ class Expression(Layer):
         return y
 
     def init_params(self, in_shape, rng):
+        self._in_shape = tuple(in_shape)
         return {k: fan_in_normal(s, rng) for k, s in self.param_shapes(in_shape).items()}
+
+    def anchor(self, params):
+        """Test the ``per_sample`` promise once the parameter values are known: a doubled batch
+        with one sample of its second half changed must give [y, y with only that sample changed]
+        (a false promise would give wrong numerical gradients). Fixed probe draws, not the case's;
+        a probe on which the forward fails (log of a negative) leaves the test to the real input."""
+        shape = getattr(self, "_in_shape", None)
+        if not self.per_sample or shape is None:
+            return
+        x = np.random.default_rng(SHAPE_PROBE_SEED).standard_normal(shape)
+        try:
+            y = self.forward(x, params)
+            xb = np.concatenate([x, x])
+            xb[len(x)] += 0.5
+            yb = self.forward(xb, params)
+        except GradcheckError:
+            return
+        tol = 1e-10 * max(1.0, float(np.max(np.abs(y), initial=0.0)))
+        if yb.shape != (2 * len(y), *y.shape[1:]) or not np.allclose(yb[:len(y)], y, rtol=0, atol=tol) \
+                or not np.allclose(yb[len(y) + 1:], y[1:], rtol=0, atol=tol):
+            self._fail("per_sample", "is true, but the output is not one row per sample that depends only "
+                                     "on that sample's input (checked by changing one sample of a doubled "
+                                     "batch); remove it and the check runs its copies one by one")
 
     def _values(self, x: np.ndarray, params: dict[str, np.ndarray]) -> dict[str, Any]:
         names = {**self._bind(x.shape), "x": x, **params}
