@@ -128,3 +128,46 @@ def test_validate_catches_shapes(tmp_path):
     res = CliRunner().invoke(main, ["validate", str(path)])
     assert res.exit_code == 2
     assert "layers[0].backward.correlation.W, column 1: gives shape (3, 6), but W has shape (6, 3)" in res.stderr
+
+
+def test_random_expressions_never_crash_and_shapes_are_exact():
+    """Seeded random expressions over every function and operator: each is either refused with
+    an ExprError or evaluates to what the shape pass predicted (never another exception)."""
+    import random
+
+    import numpy as np
+
+    from gradcheck_cli.exprlang import A, FUNCTIONS, Expr, ExprError
+
+    rnd = random.Random(0)
+    env = {"x": np.random.default_rng(0).standard_normal((4, 6)), "W": np.ones((6, 3)), "v": np.arange(5.0),
+           "N": 4, "D": 6}
+    shapes = {k: A(v.shape) if isinstance(v, np.ndarray) else v for k, v in env.items()}
+    atoms = ["x", "W", "v", "N", "D", "0", "1", "-1", "2", "0.5", "'valid'", "None", "(1, 2)", "[0, 1]",
+             "x.T", "x.shape", "()", "1e300"]
+
+    def gen(depth=0):
+        r = rnd.random()
+        if depth > 3 or r < 0.3:
+            return rnd.choice(atoms)
+        if r < 0.55:
+            return f"({gen(depth + 1)} {rnd.choice(['+', '-', '*', '/', '**', '@', '//', '%', '>'])} {gen(depth + 1)})"
+        if r < 0.65:
+            return f"{gen(depth + 1)}[{rnd.choice(['0', '1:', '::2', 'None', '-1', '0, 0', ':, 1', '5'])}]"
+        args = ", ".join(gen(depth + 1) for _ in range(rnd.randint(0, 4)))
+        return f"{rnd.choice(sorted(FUNCTIONS))}({args})"
+
+    evaluated = 0
+    for _ in range(1500):
+        text = gen()
+        try:
+            predicted = Expr(text).abstract(shapes, 2**30)
+            got = Expr(text).value(env, np.float64, 2**30)
+        except ExprError:
+            continue
+        evaluated += 1
+        if isinstance(predicted, A):
+            assert isinstance(got, np.ndarray) and got.shape == predicted.shape, text
+        else:
+            assert not isinstance(got, np.ndarray), text
+    assert evaluated > 200

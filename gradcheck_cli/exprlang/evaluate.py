@@ -81,7 +81,7 @@ class Walker:
 
     def admit(self, node: ast.AST, what: str, shape: tuple[int, ...], work: int = 0, op: bool = False) -> None:
         """Refuse a result over the memory limit or an operation over the work limit, before it runs."""
-        n = math.prod(shape)
+        n = min(math.prod(shape), 10**300)      # a float for the message, never an overflow
         if 8 * n > self.ctx.max_bytes:
             self.fail(node, f"{what} would have shape {fmt(shape)}: {n:.3g} entries, {human(8 * n)}, over "
                             f"{self.ctx.limit_source} of {human(self.ctx.max_bytes)}", op)
@@ -97,6 +97,8 @@ class Walker:
 
     def made(self, node: ast.AST, out: Any, *inputs: Any) -> Any:
         """Note where NaN/Inf first appear from finite inputs (value pass)."""
+        if isinstance(out, np.generic):
+            out = np.asarray(out)
         if self.nan_at is None and isinstance(out, np.ndarray) and out.dtype.kind == "f" \
                 and not np.all(np.isfinite(out)):
             if all(not isinstance(v, np.ndarray) or v.dtype.kind != "f" or np.all(np.isfinite(v)) for v in inputs):
@@ -165,7 +167,7 @@ class Walker:
             shape = index(a.shape, key)
         except Fault as f:
             self.fail(node.slice, f.message)
-        return A(shape) if isinstance(v, A) else v[key]
+        return A(shape) if isinstance(v, A) else self.made(node, v[key])
 
     def _UnaryOp(self, node: ast.UnaryOp) -> Any:
         v = self.eval(node.operand)
@@ -181,6 +183,8 @@ class Walker:
         shape = self._shape(node, a, b, "a comparison")
         if isinstance(a, A) or isinstance(b, A):
             return A(shape)
+        if is_number(a) and is_number(b):
+            return float(_CMP[type(node.ops[0])](a, b))
         self.admit(node, "the comparison", shape, op=True)
         return np.asarray(_CMP[type(node.ops[0])](a, b), dtype=self.ctx.dtype)
 

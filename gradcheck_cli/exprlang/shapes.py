@@ -66,7 +66,8 @@ def abstract(v: Any) -> Any:
 
 
 def is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A Python int or float (not a bool, not a numpy scalar: those are 0-d arrays here)."""
+    return type(v) in (int, float)
 
 
 def array(v: Any, arg: int | str) -> A:
@@ -90,13 +91,15 @@ def describe(v: Any) -> str:
 
 def integer(v: Any, arg: int | str, lo: int | None = None) -> int:
     """An integer known from shapes (an axis size, a literal), at least ``lo``."""
-    if isinstance(v, float) and v.is_integer():
+    if isinstance(v, float) and v.is_integer() and abs(v) <= 2**62:
         v = int(v)
     if not isinstance(v, int) or isinstance(v, bool):
         why = " (sizes must be known from shapes, not from values)" if isinstance(v, A) else ""
         raise Fault(f"expected an integer, got {describe(v)}{why}", arg)
     if lo is not None and v < lo:
         raise Fault(f"must be >= {lo}, got {v}", arg)
+    if abs(v) > 2**62:
+        raise Fault(f"{v:.3g} is too large for a size", arg)
     return v
 
 
