@@ -34,7 +34,12 @@ class Expr:
 
     def abstract(self, names: dict[str, Any], max_bytes: int = 2**40, limit_source: str = "the memory limit"):
         """The shape pass's result itself: an ``A`` for an array, else the concrete value."""
-        return Walker(self.parsed, Context(names, True, np.float64, max_bytes, limit_source)).run()
+        return self.costed(names, max_bytes, limit_source)[0]
+
+    def costed(self, names: dict[str, Any], max_bytes: int = 2**40, limit_source: str = "the memory limit"):
+        """(the shape pass's result, bytes of every array result made on the way, in float64)."""
+        w = Walker(self.parsed, Context(names, True, np.float64, max_bytes, limit_source))
+        return w.run(), w.bytes
 
     def value(self, names: dict[str, Any], dtype=np.float64, max_bytes: int = 2**40,
               limit_source: str = "the memory limit") -> Any:

@@ -63,6 +63,7 @@ class Walker:
     def __init__(self, parsed: Parsed, ctx: Context) -> None:
         self.p, self.ctx = parsed, ctx
         self.nan_at: ast.AST | None = None     # the first node that made NaN/Inf from finite inputs
+        self.bytes = 0                          # every array result, added up (a forward's scratch)
 
     def run(self) -> Any:
         with np.errstate(all="ignore"):
@@ -82,6 +83,7 @@ class Walker:
     def admit(self, node: ast.AST, what: str, shape: tuple[int, ...], work: int = 0, op: bool = False) -> None:
         """Refuse a result over the memory limit or an operation over the work limit, before it runs."""
         n = min(math.prod(shape), 10**300)      # a float for the message, never an overflow
+        self.bytes += 8 * n
         if 8 * n > self.ctx.max_bytes:
             self.fail(node, f"{what} would have shape {fmt(shape)}: {n:.3g} entries, {human(8 * n)}, over "
                             f"{self.ctx.limit_source} of {human(self.ctx.max_bytes)}", op)

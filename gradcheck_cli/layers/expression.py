@@ -69,6 +69,8 @@ class Expression(Layer):
         self._exprs: dict[str, Expr] | None = None
         self._limit: int | None = None
         self._checked: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self._scratch: dict[tuple[int, ...], int] = {}     # bytes of a forward's intermediates
+        self._bytes = 0
         self.forms = {name: FormInfo(str(name), "custom", f"backward.{name} as written")
                       for name in self.backward_spec}
 
@@ -154,13 +156,13 @@ class Expression(Layer):
         """Shape pass, then (with ``dtype``) the value pass, of one expression. The shape pass
         gives a shape, or with ``raw`` the abstract value itself (for a definition)."""
         if self._limit is None:
-            self._limit = self.memory_limit or _default_limit()
-        limit = self._limit
+            self._limit = _default_limit()
+        limit = self.memory_limit or self._limit
         source = "the memory limit (--max-memory)" if self.memory_limit else "the memory limit"
         e = self.exprs()[field]
         try:
             shapes = {k: A(v.shape) if isinstance(v, np.ndarray) else v for k, v in names.items()}
-            out = e.abstract(shapes, limit, source)
+            out, self._bytes = e.costed(shapes, limit, source)
             if dtype is None:
                 return out if raw else (out.shape if isinstance(out, A) else out)
             return e.value(names, dtype, limit, source)
@@ -192,9 +194,12 @@ class Expression(Layer):
         shapes = {"x": in_shape, **self.param_shapes(in_shape)}
         names = {**self._bind(in_shape), **{k: A(s) for k, s in shapes.items()}}
         exprs = self.exprs()
+        scratch = 0
         for name in self.define_spec:
             names[name] = self._run(f"define.{name}", names, raw=True)
+            scratch += self._bytes
         y = self._run("forward", names)
+        self._scratch[in_shape] = scratch + self._bytes
         if not isinstance(y, tuple) or not y:
             what = "a number" if not isinstance(y, tuple) else "a 0-d array"
             self._fail("forward", f"gives {what}; a layer's output keeps at least the batch axis",
@@ -219,6 +224,11 @@ class Expression(Layer):
                 self._fail("kinks", f"gives shape {fmt(k)}, which does not broadcast to x's {fmt(in_shape)}",
                            exprs["kinks"].text, 0)
         return y
+
+    def workspace(self, in_shape):
+        """Bytes of every array the definitions and the forward make (the shape pass's count)."""
+        self.output_shape(in_shape)
+        return self._scratch[tuple(int(s) for s in in_shape)]
 
     def init_params(self, in_shape, rng):
         self._in_shape = tuple(in_shape)
