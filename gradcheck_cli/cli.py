@@ -40,8 +40,9 @@ def main() -> None:
               help="Table format: every row of every case (default: a line per passing case, the failing rows of a failing one).")
 @click.option("--save-arrays", type=click.Path(file_okay=False), help="Save inputs, parameters and gradients to DIR/<case>.npz.")
 @click.option("--sample", type=click.IntRange(min=1), help="Check K random entries per tensor instead of all.")
-@click.option("--form", "forms", multiple=True, type=click.Choice(["kron", "correlation", "spray", "custom"]),
-              help="Check only this form (repeatable). Default: the case's forms, else all.")
+@click.option("--form", "forms", multiple=True, metavar="FORM",
+              help="Check only this form (repeatable): kron, correlation, spray, custom, or a derivation "
+                   "an expression layer names. Default: the case's forms, else all.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="Check N cases at once in parallel processes; the output is the same as with 1.")
 @click.option("--max-memory", metavar="SIZE",
@@ -63,6 +64,7 @@ def run(paths, fmt, output, junit_xml, html_file, verbose, save_arrays, sample, 
     if not files:
         raise click.UsageError(f"no case files (*.yaml) in {', '.join(paths)}")
     cases = [load(f) for f in files]
+    _known_forms(forms, cases)
     limit = memory_limit(max_memory)
     if jobs > 1 and len(files) > 1:
         share = limit // min(jobs, len(files)) if limit else None     # the workers run side by side
@@ -85,6 +87,19 @@ def run(paths, fmt, output, junit_xml, html_file, verbose, save_arrays, sample, 
     if save_arrays:
         save(results, save_arrays)
     sys.exit(EXIT_OK if all(r.passed for r in results) else EXIT_MISMATCH)
+
+
+def _known_forms(forms, cases) -> None:
+    """--form names a built-in form or one that a layer of the cases names (expression layers)."""
+    from .catalog import get
+    from .registry import FORMS
+
+    known = [*FORMS, "custom"]
+    known += sorted({f for c in cases for cfg in c.layers for f in get(cfg.type).cls.form_names(cfg.options)}
+                    - set(known))
+    for f in forms:
+        if f not in known:
+            raise click.BadParameter(f"unknown form {f!r}; one of: {', '.join(known)}", param_hint="'--form'")
 
 
 @main.command()

@@ -97,6 +97,15 @@ def test_named_forms_are_selectable(tmp_path):
     assert code == 0 and {r["form"] for r in case["checks"]} == {"exact"}
 
 
+def test_form_option_takes_named_derivations(tmp_path):
+    path = write(tmp_path, starter().replace("      kron:", "      exact:"))
+    code, case = run_json(path, "--form", "exact")
+    assert code == 0 and {r["form"] for r in case["checks"]} == {"exact"}
+    res = invoke("run", path, "--form", "exakt")
+    assert res.exit_code == 2
+    assert "unknown form 'exakt'; one of: kron, correlation, spray, custom, exact" in res.output
+
+
 NETWORK = """
 input: [5, 4]
 seed: 3
