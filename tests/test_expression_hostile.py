@@ -59,6 +59,7 @@ CATALOGUE = [
     ("einsum-work", W, "einsum('a,b,c,d->', ones(1000), ones(1000), ones(1000), ones(1000)) + x.T @ dy",
      "multiply-adds"),
     ("int-power", F, "10**10**10 * x @ W + b", "too large"),
+    ("complex", F, "x @ W * (-1) ** 0.5 + b", "complex number"),
     ("float-overflow", F, "1e308 * 10 * x @ W + b", "gives inf"),
     ("zero-division", F, "x @ W / (N - N) + b", "NaN or Inf"),
     ("int-zero-division", F, "x @ W / (N // 0) + b", "division by zero"),

@@ -91,6 +91,8 @@ class Walker:
             self.fail(node, f"{what} would take {work:.3g} multiply-adds, over the limit of {MAX_WORK:.0e}", op)
 
     def scalar(self, node: ast.AST, v: Any) -> Any:
+        if isinstance(v, complex):
+            self.fail(node, f"this gives the complex number {v}; expressions are real")
         if isinstance(v, float) and not math.isfinite(v):
             self.fail(node, f"this gives {v}")
         if isinstance(v, int) and abs(v) > MAX_INT:
