@@ -80,6 +80,15 @@ def test_scaled_weight_gradient_fails_in_its_form_only(tmp_path, mode):
     assert failing(case) == {(0, "W", "correlation")}
 
 
+def test_define_names_sub_expressions_in_order(tmp_path):
+    text = starter().replace("    forward: x @ W + b", "    define: {S: x @ W, T: sum(S, 1)}\n    forward: S + b")
+    code, case = run_json(write(tmp_path, text))
+    assert code == 0
+    bad = write(tmp_path, starter().replace("    forward: x @ W + b", "    define: {T: S, S: x}\n    forward: x @ W + b"),
+                "bad.yaml")
+    assert "layers[0].define.T, column 1: unknown name `S`" in invoke("validate", bad).stderr
+
+
 def test_forms_key_selects_derivations(tmp_path):
     text = starter().replace("loss: projection", "loss: projection\nforms: [kron]")
     code, case = run_json(write(tmp_path, text))

@@ -60,7 +60,7 @@ class Expression(Layer):
                  backward: Mapping | None = None, kinks: Any = None, per_sample: bool = False,
                  define: Mapping | None = None, regularized: Any = (), **_: Any) -> None:
         self.axes_spec, self.param_spec = axes, dict(params or {})
-        self.define_spec = dict(define or {})
+        self.define_spec = _rejoin(define or {})
         self.regularized = tuple(regularized) if isinstance(regularized, (list, tuple)) else regularized
         self.forward_text, self.backward_spec, self.kinks_text = forward, dict(backward or {}), kinks
         self.per_sample = bool(per_sample)
