@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import frozen, kinks
+from .diagnosis import diagnose, row_evidence
 from .cases import Case
 from .errors import CaseError
 from .local import DEFAULT_MODE, MODES_BY_NAME
@@ -176,6 +177,9 @@ def _check_view(view, plans: dict, picks: dict, form_names: list[str], case: Cas
             layer_note = layer.row_note(t, f, a.reshape(-1)[idx], numer.values)
             row.note = "; ".join(s for s in (row.note, layer_note, view.note if not row.passed else "") if s)
             row.cotangent = view.cotangent
+            if not row.passed:
+                row.diagnosis = diagnose(row_evidence(net, k, t, name, a, numer, rtol, atol, extra.get(f),
+                                                      xs64, len(idx) < base.size))
             rows.append(row)
             arrays[f"layer{i}.{name}.{f}{suffix}.analytic"] = a
             full = np.full(base.shape, np.nan)
