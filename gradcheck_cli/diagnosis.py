@@ -210,10 +210,11 @@ def _batch(ev: Evidence) -> Diagnosis | None:
             return None
         s = ev.coords[0]
         bad = np.bincount(s[ev.fails], minlength=N)
-        seen = np.bincount(s, minlength=N)
+        # entries that can fail at all: not zero on both sides (a wrong sample fails on nearly all)
+        live = np.bincount(s[np.maximum(np.abs(ev.a), np.abs(ev.numerical)) > ev.atol + ev.noise], minlength=N)
         wrong = (bad > 0)
-        right = ~wrong & (seen > 0)
-        if not right.any() or not wrong.any() or np.any(bad[wrong] < 0.25 * seen[wrong]):
+        right = ~wrong & (np.bincount(s, minlength=N) > 0)
+        if not right.any() or not wrong.any() or np.any(bad[wrong] < 0.9 * live[wrong]):
             return None
         ok = [int(k) for k in np.flatnonzero(right)]
         return Diagnosis("batch", {"samples": ok, "wrong": [int(k) for k in np.flatnonzero(wrong)]},
