@@ -164,10 +164,17 @@ def _axis(ax: int, ndim: int) -> str:
 
 def _reductions(doc: dict, shape: tuple[int, ...]):
     """(description, new document, new shape) candidates, in the order they are tried."""
+    shapes = _param_shapes(doc)
     for ax, size in enumerate(shape):
         for v in _smaller(size, 1):
             new = (*shape[:ax], v, *shape[ax + 1:])
             yield f"{_axis(ax, len(shape))} {size} -> {v}", doc, new
+            if any(size in s for s in shapes.values()):     # a functions layer's shapes follow
+                yield (f"{_axis(ax, len(shape))} {size} -> {v} with every parameter size {size}",
+                       _resized(doc, size, v), new)
+    for size in sorted({d for s in shapes.values() for d in s}, reverse=True):
+        for v in _smaller(size, 1):
+            yield f"parameter sizes {size} -> {v}", _resized(doc, size, v), None
     layer = doc["layers"][0]
     for key, v in layer.items():
         yield from _option(doc, [key], v)
@@ -175,10 +182,25 @@ def _reductions(doc: dict, shape: tuple[int, ...]):
         yield from _option(doc, ["options", key], v)
 
 
+def _param_shapes(doc: dict) -> dict[str, list[int]]:
+    """A functions layer's parameter shapes (``params: {w: [4, 3, 3, 3]}``), {} for other layers."""
+    layer = doc["layers"][0]
+    if layer.get("type") != "functions" or not isinstance(layer.get("params"), dict):
+        return {}
+    return {k: v for k, v in layer["params"].items() if isinstance(v, list)}
+
+
+def _resized(doc: dict, size: int, v: int) -> dict:
+    """``doc`` with every parameter size equal to ``size`` made ``v`` (a functions layer)."""
+    params = {k: ([v if d == size else d for d in s] if isinstance(s, list) else s)
+              for k, s in doc["layers"][0]["params"].items()}
+    return _with(doc, ["params"], params)
+
+
 def _option(doc: dict, path: list[str], v: Any):
     """Smaller values of one option: ints (and pairs) towards 0 or 1, true to false."""
     name = ".".join(path)
-    if path[-1] in KEEP or isinstance(v, str):
+    if path[-1] in KEEP or isinstance(v, str) or path == ["params"]:
         return
     if isinstance(v, bool):
         if v:
@@ -195,7 +217,7 @@ def _option(doc: dict, path: list[str], v: Any):
 
 def _with(doc: dict, path: list[str], value: Any) -> dict:
     layer = dict(doc["layers"][0])
-    if len(path) == 1:
+    if len(path) == 1 or not isinstance(layer.get(path[0]), dict) or path[0] == "params":
         layer[path[0]] = value
     else:
         layer[path[0]] = {**layer[path[0]], path[1]: value}
@@ -268,12 +290,12 @@ def _write(doc: dict, shape, x, params, output: Path, result) -> list[Path]:
     folder = output.parent if str(output.parent) else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
 
-    def rel(p) -> str:       # relative when near the output (at most two folders up), else absolute
+    def rel(p) -> str:       # relative when near the output (at most one folder up), else absolute
         try:
             r = os.path.relpath(Path(p), folder.resolve())
         except ValueError:
             return str(p)
-        return r if not r.startswith(os.path.join("..", "..", "..")) else str(p)
+        return r if not r.startswith(os.path.join("..", "..")) else str(p)
 
     out = {k: doc[k] for k in ("name", "seed", "dtype")}
     out["input"] = list(shape)
@@ -297,5 +319,5 @@ def _write(doc: dict, shape, x, params, output: Path, result) -> list[Path]:
             np.save(f, v)
             layer["params"][k] = f.name
             files.append(f)
-    write_text(str(output), yaml.safe_dump(out, sort_keys=False))
+    write_text(str(output), yaml.safe_dump(out, sort_keys=False, default_flow_style=None))
     return files

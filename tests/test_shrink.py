@@ -78,3 +78,14 @@ def test_bad_case_exits_2(tmp_path):
     src.write_text("input: [2, 3]\nlayers: [{type: linera}]\n")
     res = CliRunner().invoke(main, ["shrink", str(src), "-o", str(tmp_path / "s.yaml")])
     assert res.exit_code == 2 and "layers[0].type" in res.output
+
+
+def test_docs_worked_example_is_what_shrink_prints(tmp_path, monkeypatch):
+    root = Path(__file__).parent.parent
+    doc = (root / "docs" / "diagnosis.md").read_text()
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["shrink", str(root / "docs" / "diagnosis" / "convnet-buggy.yaml"),
+                                    "-o", "small/convnet-small.yaml"])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip() and not ln.startswith("wrote")]
+    assert lines and all(ln in doc for ln in lines), [ln for ln in lines if ln not in doc]
