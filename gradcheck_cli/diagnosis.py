@@ -1,21 +1,14 @@
 """Say what a failing row's bug is: a fixed table of explanations, each tried on the row's numbers.
 
-An explanation is a transformation of the analytic gradient a (the tensor's full array). It is
-reported only when the transformed a passes the row's own verdict rule against the numerical
-gradient n on every checked entry (verdict.py):
+An explanation transforms the analytic gradient a (the tensor's whole array); it is reported only
+when the transformed a passes the row's own verdict rule (verdict.py's threshold) against the
+numerical n on every checked entry (a shift: every entry it does not move out at a border).
+Nothing passes, nothing is said. The kinds are tried in the order of ``EXPLANATIONS``, one
+function ``kind(ev: Evidence) -> Diagnosis | None`` each (as autograd's ``defvjp`` table).
 
-    |a' - n| <= atol + rtol * max(|a'|, |n|) + noise   (+ 64 e32 in float32)
-
-A shift is judged on the entries it does not move out at a border. When no explanation passes,
-there is no diagnosis: nothing is guessed. The kinds are tried in the order of ``EXPLANATIONS``
-(the first that explains the row is reported); each is one function ``kind(ev) -> Diagnosis |
-None`` of the row's :class:`Evidence`, as autograd's ``defvjp`` table holds one function per
-argument.
-
-Under ``--sample`` the numerical side exists at the sampled entries only: every kind is judged on
-those (the analytic side is always the whole array, so a flip or a shift still reads its source
-entries), and the text says that it rests on a sample. A row with fewer than ``MIN_ENTRIES``
-checked entries, or with NaN/Inf on either side, gets no diagnosis.
+Under ``--sample`` n exists at the sampled entries only: every kind is judged on those (a is
+whole, so a flip or shift still reads its source entries) and the text says so. Rows with fewer
+than ``MIN_ENTRIES`` checked entries or NaN/Inf get no diagnosis. docs/diagnosis.md has the table.
 """
 from __future__ import annotations
 
@@ -24,6 +17,8 @@ import itertools
 from typing import Any, Callable
 
 import numpy as np
+
+from .verdict import _threshold, per_sample_losses
 
 MIN_ENTRIES = 4        # fewer checked entries than this explain nothing (one entry is "a scale")
 ENTRIES_SHARE = 0.05   # `entries`: at most this share of the checked entries wrong
@@ -73,17 +68,13 @@ class Evidence:
         self.fails = ~self.ok(self.a)
 
     def ok(self, a: np.ndarray) -> np.ndarray:
-        """The verdict of each checked entry for analytic values ``a``."""
+        """The verdict of each checked entry for analytic values ``a`` (verdict.py's threshold)."""
         n = self.numerical
-        thr = self.atol + self.rtol * np.maximum(np.abs(a), np.abs(n)) + self.noise
-        if self.extra is not None:
-            thr = thr + self.extra
-        return np.abs(a - n) <= thr
+        return np.abs(a - n) <= _threshold(a, n, self.noise, self.rtol, self.atol, self.extra)
 
     def passes(self, a: np.ndarray, where: np.ndarray | None = None) -> bool:
         """Every checked entry (those ``where`` says, if given) passes with analytic values ``a``."""
-        ok = self.ok(a)
-        return bool(ok.all() if where is None else ok[where].all())
+        return bool(self.ok(a).all() if where is None else self.ok(a)[where].all())
 
     def at(self, coords) -> np.ndarray:
         """The analytic values at coordinates ``coords`` (one array per axis)."""
@@ -91,7 +82,7 @@ class Evidence:
 
 
 def _g(x: float) -> float:
-    return float(f"{x:.6g}")
+    return float(f"{x:.6g}")     # 6 significant digits: the same JSON on every machine
 
 
 def _scale(ev: Evidence) -> Diagnosis | None:
@@ -103,12 +94,12 @@ def _scale(ev: Evidence) -> Diagnosis | None:
     c = float(a @ n) / nn
     if not np.isfinite(c) or abs(c) < 1e-12:
         return None
-    named = {N: f"the batch size N = {N}: a sum where the mean is taken (the 1/N is missing)",
-             1 / N: f"1/N, N = {N} the batch size: a mean where the sum is taken (divided by N once too often)",
-             -1: "a wrong sign", 2: "2: a factor 2 too many (a square's derivative, or a term counted twice)",
-             0.5: "1/2: a factor 2 missing (d x^2 / dx = 2x)"} if N > 1 else \
-        {-1: "a wrong sign", 2: "2: a factor 2 too many (a square's derivative, or a term counted twice)",
-         0.5: "1/2: a factor 2 missing (d x^2 / dx = 2x)"}
+    named = {-1: "a wrong sign", 2: "2: a factor 2 too many (a square's derivative, or a term counted twice)",
+             0.5: "1/2: a factor 2 missing (d x^2 / dx = 2x)"}
+    if N > 1:
+        named = {N: f"the batch size N = {N}: a sum where the mean is taken (the 1/N is missing)",
+                 1 / N: f"1/N, N = {N} the batch size: a mean where the sum is taken (divided by N once too often)",
+                 **named}
     for k, why in named.items():
         if abs(c - k) <= 0.01 * abs(k) and ev.passes(a / k):
             return Diagnosis("scale", {"factor": _g(k)}, f"analytic = {_g(k):g} x numerical: {why}")
@@ -141,7 +132,7 @@ def _transpose(ev: Evidence) -> Diagnosis | None:
 def _flip(ev: Evidence) -> Diagnosis | None:
     """Equal after reversing some axes: the fewest axes first, the trailing (spatial) ones first."""
     shape = ev.analytic.shape
-    axes = [k for k in range(len(shape)) if shape[k] > 1 and not (k == 0 and ev.tensor == "x")][::-1]
+    axes = [k for k in range(len(shape)) if shape[k] > 1 and not (k == 0 and ev.tensor in ("x", "y"))][::-1]
     for r in range(1, len(axes) + 1):
         for sub in itertools.combinations(axes, r):
             c = list(ev.coords)
@@ -159,10 +150,9 @@ def _shift(ev: Evidence) -> Diagnosis | None:
     account for at least half of the failing entries (else a border bug would pass as one)."""
     shape = ev.analytic.shape
     for ax in range(len(shape)):
-        if shape[ax] < 2 or (ax == 0 and ev.tensor == "x"):
+        if shape[ax] < 2 or (ax == 0 and ev.tensor in ("x", "y")):
             continue
-        for k in sorted({*range(1, min(MAX_SHIFT, shape[ax] - 1) + 1)} | {-j for j in range(1, min(MAX_SHIFT, shape[ax] - 1) + 1)},
-                        key=lambda v: (abs(v), v < 0)):
+        for k in (s * j for j in range(1, min(MAX_SHIFT, shape[ax] - 1) + 1) for s in (1, -1)):
             src = ev.coords[ax] + k
             inside = (src >= 0) & (src < shape[ax])
             if inside.sum() < max(MIN_ENTRIES, len(src) // 2) or (ev.fails & inside).sum() * 2 < ev.fails.sum():
@@ -181,11 +171,8 @@ def _missing_term(ev: Evidence) -> Diagnosis | None:
     layer's input x or output y)."""
     d = ev.a - ev.numerical
     for name, T in ev.tensors.items():
-        if np.shape(T) != ev.analytic.shape:
-            continue
-        t = np.asarray(T, np.float64).reshape(-1)[ev.index]
-        tt = float(t @ t)
-        lam = float(d @ t) / tt if tt else 0.0
+        t = np.asarray(T, np.float64).reshape(-1)[ev.index] if np.shape(T) == ev.analytic.shape else d * 0
+        lam = float(d @ t) / float(t @ t) if float(t @ t) else 0.0
         if not np.isfinite(lam) or lam == 0:
             continue
         for value in (float(f"{lam:.3g}"), lam):
@@ -250,9 +237,9 @@ def _fit(S: np.ndarray, a: np.ndarray) -> np.ndarray | None:
 
 
 def _axis_names(ev: Evidence) -> list[str]:
-    nd = ev.analytic.ndim
-    first = "samples" if ev.tensor in ("x", "y") else "output channels"
-    return {1: ["entries"], 2: [first if ev.tensor in ("x", "y") else "rows", "features" if ev.tensor in ("x", "y") else "columns"],
+    nd, x = ev.analytic.ndim, ev.tensor in ("x", "y")
+    first = "samples" if x else "output channels"
+    return {1: ["entries"], 2: ["samples", "features"] if x else ["rows", "columns"],
             3: [first, "channels", "positions"], 4: [first, "channels", "rows", "columns"]}.get(
         nd, [f"axis {k}" for k in range(nd)])
 
@@ -286,12 +273,10 @@ def _zeros(ev: Evidence) -> Diagnosis | None:
             continue
         for name, detail, region in _regions(ev):
             if region.sum() >= 2 and np.all(zero[region]) and not np.any(ev.fails & ~region):
-                side = "analytic" if zero is zero_a else "numerical"
                 where = "everywhere" if name == "everywhere" else f"on {name} {detail.get('indices', '')}".rstrip()
-                extra = "" if zero is zero_a else f" ({int(ev.fails.sum())} entries)"
-                return Diagnosis("zeros", {"count": int(ev.fails.sum()), "region": name, "zero": side, **detail},
-                                 f"{what} {where}{extra}, {int(ev.fails.sum())} failing entries: "
-                                 "a missing branch or mask")
+                return Diagnosis("zeros", {"count": int(ev.fails.sum()), "region": name,
+                                           "zero": "analytic" if zero is zero_a else "numerical", **detail},
+                                 f"{what} {where}, {int(ev.fails.sum())} failing entries: a missing branch or mask")
     return None
 
 
@@ -307,9 +292,8 @@ def _entries(ev: Evidence) -> Diagnosis | None:
         border |= (ev.coords[ax][pos] == 0) | (ev.coords[ax][pos] == shape[ax] - 1)
     kink = ev.kink[pos] if ev.kink is not None else np.zeros(len(pos), bool)
     idx = [[int(c[p]) for c in ev.coords] for p in pos[:SHOWN]]
-    where = [f"{int(kink.sum())} at kinks or ties" if kink.any() else "",
-             f"{int(border.sum())} on a border" if border.any() else ""]
-    where = ", ".join(w for w in where if w) or "none at a kink, tie or border"
+    where = ", ".join(w for w, k in ((f"{int(kink.sum())} at kinks or ties", kink.any()),
+                                     (f"{int(border.sum())} on a border", border.any())) if k) or "none at a kink, tie or border"
     return Diagnosis("entries", {"count": k, "entries": idx, "kinks": int(kink.sum()), "borders": int(border.sum())},
                      f"wrong at {k} isolated entr{'y' if k == 1 else 'ies'} of {len(ev.index)} ({where}): "
                      f"{', '.join(str(i) for i in idx)}", tuple(int(ev.index[p]) for p in pos))
@@ -346,8 +330,6 @@ def row_evidence(net, k: int, t: str, name: str, a: np.ndarray, numer, rtol: flo
     tensors.update(x=np.asarray(xs[k], np.float64), y=np.asarray(xs[k + 1], np.float64))
 
     def shares(pos: np.ndarray) -> np.ndarray:
-        from .verdict import per_sample_losses
-
         flat, out = base.reshape(-1), []
         for s in range(0, len(pos), 64):
             j, h = numer.index[pos[s:s + 64]], numer.step[pos[s:s + 64]]
@@ -360,8 +342,8 @@ def row_evidence(net, k: int, t: str, name: str, a: np.ndarray, numer, rtol: flo
             out.append((T[:m] - T[m:]) / (2 * h[:, None]))
         return np.concatenate(out) if out else np.zeros((0, N + 1))
 
+    gap = np.abs(numer.dplus + numer.dminus) / numer.step      # the one-sided differences disagree
     a_c = np.asarray(a, np.float64).reshape(-1)[numer.index]
-    gap = np.abs(numer.dplus + numer.dminus) / numer.step
     return Evidence(np.asarray(a, np.float64), numer.values, numer.index, numer.noise, rtol, atol, extra,
                     name, N, tensors, gap >= 0.1 * np.abs(a_c - numer.values),
                     shares if t != "x" else None, sampled)

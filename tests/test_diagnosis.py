@@ -250,3 +250,43 @@ def test_bug_of_no_kind_gets_no_diagnosis(tmp_path, builtins, name):
     assert code == 1
     failing = [c for c in checks(report) if not c["passed"]]
     assert failing and all(c["diagnosis"] is None for c in failing), [c["diagnosis"] for c in failing]
+
+
+def _doc(name):
+    return CATALOGUE[name][0]
+
+
+def test_sampled_rows_are_judged_on_the_sampled_entries(tmp_path):
+    code, report = run(tmp_path, _doc("pair-conv-w"), "--sample", "30")
+    row = next(c for c in checks(report) if c["tensor"] == "w")
+    assert code == 1 and row["checked"] == 30
+    assert row["diagnosis"]["kind"] == "flip" and "judged on the 30 sampled entries" in row["diagnosis"]["text"]
+
+
+def test_table_markdown_and_html_print_the_diagnosis(tmp_path, builtins):
+    case = tmp_path / "case.yaml"
+    case.write_text(yaml.safe_dump(_doc("builtin-one-entry"), sort_keys=False))
+    res = CliRunner().invoke(main, ["run", str(case), "--html", str(tmp_path / "r.html")], env={"COLUMNS": "100"})
+    lines = res.output.splitlines()
+    at = next(k for k, ln in enumerate(lines) if ln.lstrip().startswith("layers[0].W"))
+    assert lines[at + 1].strip().startswith("diagnosis (entries): wrong at 1 isolated entry")
+    html = (tmp_path / "r.html").read_text()
+    assert "diagnosis (entries)" in html and "data-marked='[[2, 1]]'" in html
+    md = CliRunner().invoke(main, ["run", str(case), "--format", "markdown"]).output
+    assert "- Diagnosis of layers[0].W (correlation), `entries`: wrong at 1 isolated entry" in md
+
+
+def _evidence(a, n, **kw):
+    a, n = np.asarray(a, float), np.asarray(n, float)
+    return Evidence(a, n.reshape(-1), np.arange(n.size), np.zeros(n.size), 1e-6, 1e-9, **kw)
+
+
+def test_direct_use_never_guesses():
+    rng = np.random.default_rng(0)
+    n = rng.standard_normal((6, 5))
+    assert diagnose(_evidence(3 * n, n)).detail == {"factor": 3.0}
+    assert diagnose(_evidence(n[::-1], n, tensor="W")).detail == {"axes": [0]}
+    assert diagnose(_evidence(n[::-1], n, tensor="x")) is None       # the batch axis is not flipped
+    assert diagnose(_evidence(n + 1e-3 * rng.standard_normal(n.shape), n)) is None    # noise: nothing
+    assert diagnose(_evidence(2 * n[:1, :3], n[:1, :3])) is None                       # 3 entries: too few
+    assert diagnose(_evidence(n, n)) is None                                           # passing: nothing
