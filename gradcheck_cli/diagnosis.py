@@ -328,6 +328,8 @@ def row_evidence(net, k: int, t: str, name: str, a: np.ndarray, numer, rtol: flo
     N = int(net.x0.shape[0])
     tensors = {p: np.asarray(v, np.float64) for p, v in net.params[k].items()}
     tensors.update(x=np.asarray(xs[k], np.float64), y=np.asarray(xs[k + 1], np.float64))
+    if name != t:               # the loss's own row: its one tensor is the network output y
+        tensors = {name: np.asarray(xs[k], np.float64)}
 
     def shares(pos: np.ndarray) -> np.ndarray:
         flat, out = base.reshape(-1), []
