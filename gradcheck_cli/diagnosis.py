@@ -42,11 +42,9 @@ class Diagnosis:
 
 @dataclasses.dataclass
 class Evidence:
-    """A failing row's numbers: the full analytic array, the numerical values of the checked flat
-    entries ``index``, the verdict's tolerance terms, the tensors of the case a missing term may
-    be (name -> array), and ``shares(pos)``: the numerical gradient of each sample's term of the
-    loss, (len(pos), N + 1) with the regularizer last, at checked positions ``pos`` (None: not
-    available)."""
+    """A failing row's numbers: the whole analytic array, n at the checked flat entries ``index``,
+    the verdict's terms, the case's tensors a missing term may be, and ``shares(pos)``: each
+    sample's share of n at checked positions ``pos``, (len(pos), N + 1), regularizer last."""
 
     analytic: np.ndarray
     numerical: np.ndarray
