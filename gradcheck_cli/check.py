@@ -179,7 +179,7 @@ def _check_view(view, plans: dict, picks: dict, form_names: list[str], case: Cas
             row.cotangent = view.cotangent
             if not row.passed:
                 row.diagnosis = diagnose(row_evidence(net, k, t, name, a, numer, rtol, atol, extra.get(f),
-                                                      xs64, len(idx) < base.size))
+                                                      xs64, len(idx) < base.size, budget))
             rows.append(row)
             arrays[f"layer{i}.{name}.{f}{suffix}.analytic"] = a
             full = np.full(base.shape, np.nan)

@@ -319,7 +319,7 @@ def diagnose(ev: Evidence) -> Diagnosis | None:
 
 
 def row_evidence(net, k: int, t: str, name: str, a: np.ndarray, numer, rtol: float, atol: float,
-                 extra: np.ndarray | None, xs: list[np.ndarray], sampled: bool) -> Evidence:
+                 extra: np.ndarray | None, xs: list[np.ndarray], sampled: bool, budget: int = 2**28) -> Evidence:
     """A row's Evidence from the view it was checked in (check.py): layer ``k`` of ``net`` at the
     float64 activations ``xs``; per-sample shares by central differences of the loss's terms."""
     base = np.asarray(net.value_of(k, t, xs), np.float64)
@@ -331,8 +331,9 @@ def row_evidence(net, k: int, t: str, name: str, a: np.ndarray, numer, rtol: flo
 
     def shares(pos: np.ndarray) -> np.ndarray:
         flat, out = base.reshape(-1), []
-        for s in range(0, len(pos), 64):
-            j, h = numer.index[pos[s:s + 64]], numer.step[pos[s:s + 64]]
+        per = max(1, min(64, budget // max(1, 4 * net.copy_bytes(k, t))))     # 2 copies an entry
+        for s in range(0, len(pos), per):
+            j, h = numer.index[pos[s:s + per]], numer.step[pos[s:s + per]]
             m = len(j)
             V = np.repeat(flat[None], 2 * m, axis=0)
             V[np.arange(2 * m), np.tile(j, 2)] += np.concatenate([h, -h])
