@@ -222,8 +222,7 @@ def _batch(ev: Evidence) -> Diagnosis | None:
 
 
 def _fit(S: np.ndarray, a: np.ndarray) -> np.ndarray | None:
-    """Weights w in {0, 1} with a = S w (the regularizer's column may be 0 or 1 too), some but
-    not all samples' weights 1; None when no such w fits."""
+    """Weights w in {0, 1} with a = S w, some but not all samples' weights 1; else None."""
     if S is None or not np.all(np.isfinite(S)):
         return None
     w = np.linalg.lstsq(S, a, rcond=None)[0]
