@@ -205,7 +205,7 @@ def _batch(ev: Evidence) -> Diagnosis | None:
         return Diagnosis("batch", {"samples": ok, "wrong": [int(k) for k in np.flatnonzero(wrong)]},
                          f"right for sample(s) {ok} only, wrong for {[int(k) for k in np.flatnonzero(wrong)]}: "
                          "a loop over the batch that skips or overwrites samples")
-    if ev.shares is None:
+    if ev.shares is None or len(ev.index) < N + 2:      # fewer entries than shares: not determined
         return None
     worst = np.argsort(-np.abs(ev.a - ev.numerical), kind="stable")
     probe = np.sort(worst[:min(len(worst), 2 * N + 8)])
