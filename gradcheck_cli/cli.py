@@ -152,6 +152,9 @@ def shrink(case, output) -> None:
     from .cases import load
     from .shrink import shrink as shrink_case
 
+    if Path(output).resolve() == Path(case).resolve():
+        raise click.BadParameter("must not be CASE itself", param_hint="--output")
+
     s = shrink_case(load(case), output, say=click.echo)
     click.echo("removed: " + ("; ".join(s.removed) or "nothing"))
     click.echo(f"checked entries: {s.before} -> {s.after} ({100 * s.after / max(1, s.before):.2g}%)")

@@ -89,3 +89,10 @@ def test_docs_worked_example_is_what_shrink_prints(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip() and not ln.startswith("wrote")]
     assert lines and all(ln in doc for ln in lines), [ln for ln in lines if ln not in doc]
+
+
+def test_output_must_not_overwrite_the_case(tmp_path):
+    src = tmp_path / "c.yaml"
+    src.write_text(yaml.safe_dump(LENET, sort_keys=False))
+    res = CliRunner().invoke(main, ["shrink", str(src), "-o", str(src)])
+    assert res.exit_code == 2 and yaml.safe_load(src.read_text()) == LENET
