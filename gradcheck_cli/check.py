@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import frozen, kinks
+from .diagnosis import diagnose, row_evidence
 from .cases import Case
 from .errors import CaseError
 from .local import DEFAULT_MODE, MODES_BY_NAME
@@ -117,7 +118,8 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
     rows, agreement, arrays = [], [], _base_arrays(net)
     copies = 0
     for view, ps in zip(views, plans):
-        new = _check_view(view, ps, picks, form_names, case, rtol, atol, est.budget, tick, arrays, agreement)
+        known = {(r.layer, r.tensor, r.form) for r in rows if not r.passed} if view.cotangent == "random" else set()
+        new = _check_view(view, ps, picks, form_names, case, rtol, atol, est.budget, tick, arrays, agreement, known)
         rows = merge_cotangents(rows, new) if view.cotangent == "random" else rows + new
         copies += view.net.copies
     err32 = _float64_side(net, form_names, xs64)[1] if dt == np.float32 and strategy.directions else None
@@ -131,8 +133,9 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
 
 
 def _check_view(view, plans: dict, picks: dict, form_names: list[str], case: Case, rtol: float,
-                atol: float, budget: int, tick, arrays: dict, agreement: list) -> list[Row]:
-    """Rows of one view (local.py): each tensor's numerical gradient, shared by the forms."""
+                atol: float, budget: int, tick, arrays: dict, agreement: list, known=frozenset()) -> list[Row]:
+    """Rows of one view (local.py): each tensor's numerical gradient, shared by the forms. A
+    failing row is diagnosed unless ``known`` holds its key (its upstream row failed: that one is kept)."""
     from . import numeric
 
     net = view.net
@@ -179,6 +182,9 @@ def _check_view(view, plans: dict, picks: dict, form_names: list[str], case: Cas
             layer_note = layer.row_note(t, f, a.reshape(-1)[idx], numer.values)
             row.note = "; ".join(s for s in (row.note, layer_note, view.note if not row.passed else "") if s)
             row.cotangent = view.cotangent
+            if not row.passed and (i, name, f) not in known:
+                row.diagnosis = diagnose(row_evidence(net, k, t, name, a, numer, rtol, atol, extra.get(f),
+                                                      xs64, len(idx) < base.size, budget))
             rows.append(row)
             arrays[f"layer{i}.{name}.{f}{suffix}.analytic"] = a
             full = np.full(base.shape, np.nan)

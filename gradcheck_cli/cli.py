@@ -156,6 +156,26 @@ def sweep(case, eps, sample, form, plot_file, fmt) -> None:
         click.echo(f"plot: {plot_file}", err=True)
 
 
+@main.command()
+@click.argument("case", type=click.Path())
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="SMALL.yaml to write (input or parameter data goes beside it as .npy).")
+def shrink(case, output) -> None:
+    """Write the smallest case that still fails like CASE: its culprit layer alone, then smaller
+    batch, channels, sizes and options while the same tensor keeps failing. Exit 2 if CASE passes."""
+    _one_blas_thread()
+    from .cases import load
+    from .shrink import shrink as shrink_case
+
+    if Path(output).resolve() == Path(case).resolve():
+        raise click.BadParameter("must not be CASE itself", param_hint="--output")
+
+    s = shrink_case(load(case), output, say=click.echo)
+    click.echo("removed: " + ("; ".join(s.removed) or "nothing"))
+    click.echo(f"checked entries: {s.before} -> {s.after} ({100 * s.after / max(1, s.before):.2g}%)")
+    click.echo(f"wrote {', '.join(str(f) for f in s.files)}: `gradcheck run {output}` fails on {s.culprit}")
+
+
 @main.command(name="list")
 def list_layers() -> None:
     """List the layers (their options, each gradient form or why it is n/a) and the losses."""

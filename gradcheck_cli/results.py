@@ -45,6 +45,7 @@ class Row:
     worst: list[Entry] = dataclasses.field(default_factory=list)
     note: str = ""
     cotangent: str = ""         # local mode: "upstream" | "random"; "" otherwise
+    diagnosis: Any = None       # a failing row's diagnosis.Diagnosis, or None (nothing explains it)
 
     @property
     def is_loss(self) -> bool:
@@ -63,6 +64,7 @@ class Row:
             "worst_index": list(self.worst_index), "failed": self.failed, "kinks": self.kinks,
             "passed": self.passed, "note": self.note, "cotangent": self.cotangent,
             "worst": [e.to_json() for e in self.worst],
+            "diagnosis": self.diagnosis.to_json() if self.diagnosis is not None else None,
         }
 
 

@@ -91,7 +91,7 @@ def case_section(r: CaseResult) -> str:
     body += [f"<p class='note'>not checked: layers[{i}] ({_e(kind)}) has none of the forms asked for</p>"
              for i, kind in r.unchecked]
     if not r.passed:
-        body += [tensor_maps(r, group) for group in failing_groups(r)]
+        body += [tensor_maps(r, group) + _marked(group) for group in failing_groups(r)]
         body.append(worst_table(r))
         body.append(f"<p>Reproduce:</p><pre>{_e(reproduce(r))}</pre>")
     body.append(f"<details class='rows'><summary>all {len(r.checks)} rows</summary>{rows_table(r.checks)}"
@@ -129,8 +129,24 @@ def rows_table(rows: list[Row]) -> str:
     cells = [[_e(r.label), _e(r.type), _e(r.form), "x".join(map(str, r.shape)), str(r.checked), str(r.failed),
               fmt(r.max_abs_error), fmt(r.max_rel_error), _e(list(r.worst_index)), str(r.kinks),
               "<span class='pass'>pass</span>" if r.passed else "<span class='fail'>FAIL</span>",
-              f"<span class='note'>{_e(r.note)}</span>"] for r in rows]
+              f"<span class='note'>{_e(r.note)}</span>" + _diagnosis(r)] for r in rows]
     return _table(head, cells, ["" if r.passed else "fail" for r in rows], left=4)
+
+
+def _diagnosis(r: Row) -> str:
+    """A failing row's diagnosis (diagnosis.py), under its note."""
+    d = r.diagnosis if not r.passed else None
+    return "" if d is None else f"<br><span class='diagnosis'>diagnosis ({_e(d.kind)}): {_e(d.text)}</span>"
+
+
+def _marked(group: list[Row]) -> str:
+    """The entries a diagnosis names (kind `entries`), listed under the tensor's maps."""
+    d = group[0].diagnosis
+    if d is None or not d.marked:
+        return ""
+    at = [list(map(int, np.unravel_index(k, group[0].shape))) for k in d.marked]
+    return (f"<p class='diagnosis' data-marked='{_e(at)}'>marked entries ({_e(d.kind)}): "
+            f"{_e(', '.join(map(str, at)))}</p>")
 
 
 def composition_table(r: CaseResult) -> str:

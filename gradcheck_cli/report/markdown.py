@@ -22,6 +22,13 @@ def composition(r: CaseResult) -> list[str]:
     return out
 
 
+def diagnoses(r: CaseResult) -> list[str]:
+    """The diagnosis of each failing row, under the table (a markdown table has no room below a row)."""
+    rows = [row for row in r.checks if not row.passed and row.diagnosis is not None]
+    return ([""] + [f"- Diagnosis of {row.label} ({row.form}), `{row.diagnosis.kind}`: {row.diagnosis.text}"
+                    for row in rows]) if rows else []
+
+
 def render(results: list[CaseResult]) -> str:
     out = []
     for r in results:
@@ -34,6 +41,7 @@ def render(results: list[CaseResult]) -> str:
                               row.checked, fmt(row.max_abs_error), fmt(row.max_rel_error),
                               list(row.worst_index), row.failed, row.kinks,
                               "pass" if row.passed else "**FAIL**", row.note.replace("|", "\\|")]))
+        out += diagnoses(r)
         if r.composition:
             out += composition(r)
         for i, kind in r.unchecked:

@@ -223,6 +223,8 @@ def rows_table(rows: list[Row], width: int, verdict: bool) -> list[Line]:
         out.append(line)
         if row.note and not row.passed:
             out += wrap(f"note: {row.note}", width, "   ", style="yellow")
+        if row.diagnosis is not None and not row.passed:
+            out += wrap(f"diagnosis ({row.diagnosis.kind}): {row.diagnosis.text}", width, "   ", style="cyan")
     return out
 
 
