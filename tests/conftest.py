@@ -2,8 +2,16 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import pytest
+from hypothesis import settings
+
+# CI replays the same examples every run (a red CI is then a regression, not a new draw); a
+# developer's run keeps drawing new ones (HYPOTHESIS_PROFILE=ci to replay CI's).
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI") or os.environ.get("HYPOTHESIS_PROFILE") == "ci":
+    settings.load_profile("ci")
 
 from gradcheck_cli import registry
 from gradcheck_cli.cases import from_dict
