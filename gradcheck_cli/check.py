@@ -181,6 +181,10 @@ def _check_view(view, plans: dict, picks: dict, form_names: list[str], case: Cas
             full = np.full(base.shape, np.nan)
             full.reshape(-1)[idx] = numer.values
             arrays[f"layer{i}.{name}.{f}{suffix}.numerical"] = full
+            full = np.full(base.shape, np.nan)
+            full.reshape(-1)[idx] = row.verdict
+            arrays[f"layer{i}.{name}.{f}{suffix}.verdict"] = full
+            row.verdict = None          # kept once, in the arrays
         if len(own) > 1 and view.cotangent in ("", "upstream"):
             agreement.append(_agreement(i, name, [(f, grads[f][k][t]) for f in own]))
     return rows

@@ -45,6 +45,10 @@ class Row:
     worst: list[Entry] = dataclasses.field(default_factory=list)
     note: str = ""
     cotangent: str = ""         # local mode: "upstream" | "random"; "" otherwise
+    # per checked entry, |a - n| / its threshold (noise and float32 estimate included): > 1
+    # exactly where the entry fails, 0 where the kink rule passed it. check.py moves it into
+    # the result's arrays (``....verdict``) for the HTML maps; never in JSON
+    verdict: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def is_loss(self) -> bool:

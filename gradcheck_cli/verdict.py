@@ -301,6 +301,8 @@ def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Nu
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = err / np.maximum(mag, atol / rtol)
         ratio = np.where(finite, err / thr, np.inf)
+    # the maps' per-entry ratio, > 1 exactly where the entry fails (0/0 -> 0: both sides 0)
+    shown = np.where(bad, np.where(ratio > 1, ratio, np.inf), np.nan_to_num(np.minimum(ratio, 1.0)))
     order = rank_desc(ratio, numer.index)[:WORST_SHOWN]   # same order on every machine
     worst = [Entry(_unravel(numer.index[k], shape), float(a[k]), float(n[k]), float(err[k]),
                    float(rel[k])) for k in order if bad[k]]
@@ -315,7 +317,7 @@ def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Nu
                      f"(numerical gradient not finite)")
     return Row(i, type_name, t, f, tuple(shape), len(n), float(np.max(err, initial=0.0)),
                float(np.max(rel, initial=0.0)), wi, int(bad.sum()), int(kink.sum()),
-               not bad.any(), worst, "; ".join(notes))
+               not bad.any(), worst, "; ".join(notes), verdict=shown)
 
 
 def _unravel(k, shape) -> tuple[int, ...]:
