@@ -26,11 +26,9 @@ import numpy as np
 
 from ..cases import Case, load
 from ..errors import CaseError
-from .eq7_findings import SAME_DIRECTION, _cos_words, _fmt, findings  # noqa: F401 (API)
+from .eq7_findings import PAIRS_OF_INTEREST, SAME_DIRECTION, _cos_words, _fmt, findings  # noqa: F401 (API)
 
 DEFAULT_CASE = Path(__file__).resolve().parents[1] / "data" / "eq7-default.yaml"
-PAIRS_OF_INTEREST = (("eq7_literal", "eq1"), ("eq7_literal", "eq2"), ("eq7_literal", "exact"),
-                     ("eq1", "exact"), ("eq2", "exact"), ("eq1", "eq2"), ("ste_mean_std", "eq1"))
 SURROGATE_OF = {"eq7_literal": "eq1 surrogate", "eq1": "eq1 surrogate", "eq2": "eq2 surrogate",
                 "exact": "real forward", "ste_mean_std": "ste_mean_std surrogate"}
 

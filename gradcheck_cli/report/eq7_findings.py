@@ -6,6 +6,9 @@ from typing import Any
 
 import numpy as np
 
+# the rule pairs the sweep compares and the report shows
+PAIRS_OF_INTEREST = (("eq7_literal", "eq1"), ("eq7_literal", "eq2"), ("eq7_literal", "exact"),
+                     ("eq1", "exact"), ("eq2", "exact"), ("eq1", "eq2"), ("ste_mean_std", "eq1"))
 SAME_DIRECTION = 1 - 1e-9          # cosine above this: the same direction up to rounding
 
 

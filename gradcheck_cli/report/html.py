@@ -18,7 +18,7 @@ import itertools
 
 import numpy as np
 
-from ..check import CaseResult, Row
+from ..results import CaseResult, Row
 from ..ranking import rank_desc
 from . import culprit_line, fmt, reproduce, seconds_text, totals, wrong_line
 
