@@ -105,3 +105,34 @@ def test_a_passing_run_has_no_maps(tmp_path):
 
     doc = html.render([run_case(load(CASES / "linear-mse.yaml"))])
     assert "class='heatmap'" not in doc and "<details open>" not in doc and "1 of 1 cases passed" in doc
+
+
+def test_a_row_failing_only_with_the_random_cotangent_maps_that_check(tmp_path, temp_layer):
+    """Below a dead ReLU column the upstream check sees nothing; the map must draw the random
+    cotangent's check, whose failing entries are the row's (column 0 of W)."""
+    from gradcheck_cli.cases import from_dict
+    from gradcheck_cli.layers.dense import Linear
+    from gradcheck_cli.registry import form
+
+    class WrongDeadColumn(Linear):
+        @form("kron", seed="test: dW wrong in column 0")
+        def kron(self, dy, x, params):
+            g = super().kron(dy, x, params)
+            g["W"] = g["W"].copy()
+            g["W"][:, 0] = 2.0 * g["W"][:, 0]
+            return g
+
+    temp_layer("test-wrong-dead-column-map", WrongDeadColumn)
+    np.save(tmp_path / "b.npy", np.array([-50.0, 0.2, 0.1]))
+    case = from_dict({"input": [4, 3], "forms": ["kron"], "layers": [
+        {"type": "test-wrong-dead-column-map", "out_features": 3, "params": {"b": "b.npy"}}, {"type": "relu"}]},
+        str(tmp_path / "case.yaml"), base_dir=tmp_path)
+    r = run_case(case)
+    row = next(w for w in r.rows if (w.layer, w.tensor) == (0, "W"))
+    assert not row.passed and row.cotangent == "random"
+    img = _error_map_image(html.render([r]), "layers[0].W")
+    shape = r.arrays["layer0.W.kron.analytic"].shape
+    step = img.shape[0] // shape[0]
+    centre = img[step // 2::step, step // 2::step]
+    reds = {(i, j) for i in range(shape[0]) for j in range(shape[1]) if centre[i, j, 0] > centre[i, j, 2]}
+    assert len(reds) == row.failed > 0 and all(j == 0 for _, j in reds)
