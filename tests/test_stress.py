@@ -70,6 +70,14 @@ ABC_KERNEL_1 = {"name": "stress-330", "seed": 902074, "dtype": "float32", "input
                     {"type": "conv2d", "out_channels": 1, "kernel": 2, "stride": [3, 2], "padding": 1, "bias": False},
                     {"type": "relu"}]}
 
+# ... and the same jump in dL/dx, which goes through W_hat (stress-240, seed 37 kinky: missed)
+ABC_X = {"name": "stress-240", "seed": 186151, "dtype": "float32", "input": [3, 1, 3, 9],
+         "loss": {"type": "projection", "reduction": "mean"}, "layers": [
+             {"type": "tanh"}, {"type": "maxpool2d", "size": 3, "stride": [1, 1]}, {"type": "relu"},
+             {"type": "relu"}, {"type": "add"}, {"type": "add"},
+             {"type": "abc_conv2d", "out_channels": 2, "kernel": 1, "stride": [1, 4], "padding": 2,
+              "bias": False, "bases": 3, "backward": "eq1"}]}
+
 
 def _bug(doc, layer, tensor, index, form="kron", sign=1.0):
     """The issue's bug: 1e-4 (1e-2 in float32) x the tensor's largest gradient, in one form."""
@@ -82,7 +90,7 @@ def _bug(doc, layer, tensor, index, form="kron", sign=1.0):
     return stress.Bug(layer, tensor, index, delta, (form,), False)
 
 
-@pytest.mark.parametrize("doc", [GEN_1149, GEN_1025, PADDED, ON_KINK, TIED, ABC_TWO_ENTRIES, ABC_KERNEL_1],
+@pytest.mark.parametrize("doc", [GEN_1149, GEN_1025, PADDED, ON_KINK, TIED, ABC_TWO_ENTRIES, ABC_KERNEL_1, ABC_X],
                          ids=lambda d: d["name"])
 def test_regression_cases_pass(doc):
     assert stress.run_one(doc, None, None)[0] == "ok"
@@ -110,6 +118,12 @@ def test_float32_bug_in_abc_weights_is_named(doc, layer, index, sign):
     one = _bug(doc, layer, "W", index, "kron", sign)
     bug = stress.Bug(layer, "W", index, one.delta, ("kron", "spray", "correlation"), True)
     outcome, res = stress.run_one(doc, bug, None)
+    assert outcome == "ok", stress.summary_of(res)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_float32_bug_in_abc_input_gradient_is_named(sign):
+    outcome, res = stress.run_one(ABC_X, _bug(ABC_X, 6, "x", (0, 0, 0, 3), "spray", sign), None)
     assert outcome == "ok", stress.summary_of(res)
 
 
