@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .cases import Case, from_dict, load
-from .check import CaseResult, run_case
+from .check import run_case
+from .results import CaseResult
 
 
 def check_case(case: str | Path | Mapping[str, Any] | Case, *, base_dir: str | Path | None = None,

@@ -144,7 +144,7 @@ def _check_view(view, plans: dict, picks: dict, form_names: list[str], case: Cas
     xs_dt = net.forward(dt)
     forms = [f for f in (*form_names, "loss") if any(f in layer.forms for layer in net.layers)]
     grads = {f: net.backward(f, xs_dt, dt) for f in forms}
-    grads64, err32 = _float64_side(net, forms, xs64) if dt == np.float32 else ({}, {})
+    grads64, err32 = _float64_side(net, forms, xs64, grads) if dt == np.float32 else ({}, {})
     L0 = float(net.loss.value(xs64[-1]) + net.reg_value())
     T0 = net.base_terms(xs64)
     dist = kinks.distances(net, xs64)
@@ -190,6 +190,10 @@ def _check_view(view, plans: dict, picks: dict, form_names: list[str], case: Cas
             full = np.full(base.shape, np.nan)
             full.reshape(-1)[idx] = numer.values
             arrays[f"layer{i}.{name}.{f}{suffix}.numerical"] = full
+            full = np.full(base.shape, np.nan)
+            full.reshape(-1)[idx] = row.verdict
+            arrays[f"layer{i}.{name}.{f}{suffix}.verdict"] = full
+            row.verdict = None          # kept once, in the arrays
         if len(own) > 1 and view.cotangent in ("", "upstream"):
             agreement.append(_agreement(i, name, [(f, grads[f][k][t]) for f in own]))
     return rows

@@ -46,6 +46,10 @@ class Row:
     note: str = ""
     cotangent: str = ""         # local mode: "upstream" | "random"; "" otherwise
     diagnosis: Any = None       # a failing row's diagnosis.Diagnosis, or None (nothing explains it)
+    # per checked entry, |a - n| / its threshold (noise and float32 estimate included): > 1
+    # exactly where the entry fails, 0 where the kink rule passed it. check.py moves it into
+    # the result's arrays (``....verdict``) for the HTML maps; never in JSON
+    verdict: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def is_loss(self) -> bool:

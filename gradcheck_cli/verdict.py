@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 
 from .cases import Case
-from .errors import GradcheckError
+from .float32 import U32, _float64_side, _value_noise, cap_at_run, float32_error  # noqa: F401 (API)
 from .network import Network
 from .numeric import NOISE_FACTOR, U64, Numerical
 from .ranking import rank_desc
@@ -19,7 +19,6 @@ from .results import Agreement, Entry, Row
 
 # (rtol, atol) per dtype; docs/verdicts.md says why
 DEFAULT_TOLERANCE = {"float64": (1e-6, 1e-9), "float32": (1e-3, 1e-5)}
-U32 = float(np.finfo(np.float32).eps)
 ERR32_FACTOR = 64.0   # float32 error estimate -> tolerance (measured actual/estimate <= 25)
 REFINE = 8            # the kink rule's second step is h / REFINE
 WORST_SHOWN = 5
@@ -28,73 +27,6 @@ WORST_SHOWN = 5
 def tolerance(case: Case) -> tuple[float, float]:
     rtol, atol = DEFAULT_TOLERANCE[case.dtype]
     return (case.rtol if case.rtol is not None else rtol, case.atol if case.atol is not None else atol)
-
-
-def _float64_side(net: Network, form_names: list[str], xs64: list[np.ndarray]):
-    """Each form run in float64 (for the float32 note) and its float32 error estimate. A form
-    whose code refuses float64 arrays (a user's float32-only layer) goes without both."""
-    grads64, err32 = {}, {}
-    for f in form_names:
-        try:
-            grads64[f] = net.backward(f, xs64, np.float64)
-            err32[f] = float32_error(net, f, xs64, grads64[f])
-        except GradcheckError:
-            grads64.pop(f, None)
-    return grads64, err32
-
-
-def float32_error(net: Network, form: str, xs64: list[np.ndarray],
-                  g64: list[dict[str, np.ndarray]], trials: int = 2) -> list[dict[str, np.ndarray]]:
-    """Float32 error estimate of the analytic gradients of ``form``, entry by entry.
-
-    A correct float32 computation is the exact computation on data perturbed by about one unit
-    of float32 rounding u32 at every step. So the same form is run in float64 with every input,
-    parameter and activation multiplied by (1 + u32 r), r uniform in [-1, 1] (seeded, and a
-    function of the value: equal values round alike, so exact ties -- a max-pool window of
-    equal maxima -- stay ties, as they do in float32; see :func:`_value_noise`), and the
-    largest change of each entry over ``trials`` runs is its estimate, floored at the rms estimate
-    of its tensor. Where the gradient cancels (a small entry summed from large terms) the estimate
-    grows with the terms, not with the entry.
-    """
-    rng = np.random.default_rng([net.case.seed, 3])
-
-    def jitter(a: np.ndarray) -> np.ndarray:
-        return a * (1.0 + U32 * _value_noise(a, int(rng.integers(2**63))))
-
-    est = [{k: np.zeros(np.shape(v)) for k, v in g.items()} for g in g64]
-    for _ in range(trials):
-        params = [{k: jitter(v) for k, v in p.items()} for p in net.params]
-        xs = [jitter(xs64[0])]
-        for layer, p in zip(net.layers, params):
-            xs.append(jitter(np.asarray(layer.forward(xs[-1], p), dtype=np.float64)))
-        g = dataclasses.replace(net, params=params).backward(form, xs, np.float64)
-        for e, gj, g0 in zip(est, g, g64):
-            for k in e:
-                np.maximum(e[k], np.abs(np.asarray(gj[k], np.float64) - g0[k]), out=e[k])
-    # a few random trials can miss an entry by luck: floor each at its tensor's rms estimate
-    for e in est:
-        for k, v in e.items():
-            v = np.where(np.isfinite(v), v, 0.0)         # NaN/Inf entries fail on their own
-            e[k] = np.maximum(v, np.sqrt(np.mean(v ** 2)) if v.size else 0.0)
-    return est
-
-
-def _value_noise(a: np.ndarray, key: int) -> np.ndarray:
-    """Pseudo-random r in [-1, 1) per entry, a function of the entry's float64 value and ``key``.
-
-    Rounding is a function of the operands: identical values computed identically round
-    identically. Independent draws per entry would break exact ties (equal maxima of a max-pool
-    window, the copies of one maximum that overlapping windows hand on), change the argmax in the
-    jittered runs, and inflate the estimate of a tied entry to its whole gradient: a seeded bug
-    there then passed in float32. Hashing the value keeps ties tied.
-    """
-    bits = np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
-    with np.errstate(over="ignore"):
-        h = (bits ^ np.uint64(key)) * np.uint64(0x9E3779B97F4A7C15)
-        h ^= h >> np.uint64(29)
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(32)
-    return (h >> np.uint64(11)).astype(np.float64) * (2.0 / 2**53) - 1.0
 
 
 def _float32_note(row: Row, i: int, type_name: str, t: str, f: str, a64: np.ndarray,
@@ -301,6 +233,8 @@ def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Nu
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = err / np.maximum(mag, atol / rtol)
         ratio = np.where(finite, err / thr, np.inf)
+    # the maps' per-entry ratio, > 1 exactly where the entry fails (0/0 -> 0: both sides 0)
+    shown = np.where(bad, np.where(ratio > 1, ratio, np.inf), np.nan_to_num(np.minimum(ratio, 1.0)))
     order = rank_desc(ratio, numer.index)[:WORST_SHOWN]   # same order on every machine
     worst = [Entry(_unravel(numer.index[k], shape), float(a[k]), float(n[k]), float(err[k]),
                    float(rel[k])) for k in order if bad[k]]
@@ -315,7 +249,7 @@ def _judge(i: int, type_name: str, t: str, f: str, a_full: np.ndarray, numer: Nu
                      f"(numerical gradient not finite)")
     return Row(i, type_name, t, f, tuple(shape), len(n), float(np.max(err, initial=0.0)),
                float(np.max(rel, initial=0.0)), wi, int(bad.sum()), int(kink.sum()),
-               not bad.any(), worst, "; ".join(notes))
+               not bad.any(), worst, "; ".join(notes), verdict=shown)
 
 
 def _unravel(k, shape) -> tuple[int, ...]:

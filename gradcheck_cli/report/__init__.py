@@ -4,7 +4,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from ..check import CaseResult
+from ..results import CaseResult
 
 
 def fmt(x: float) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..outfiles import write_bytes, write_text
-from .eq7 import PAIRS_OF_INTEREST, _fmt
+from .eq7_findings import PAIRS_OF_INTEREST, _fmt
 
 RULE_COLORS = {"eq7_literal": "#d62728", "eq1": "#1f77b4", "eq2": "#2ca02c", "exact": "#7f7f7f",
                "ste_mean_std": "#9467bd"}

@@ -2,7 +2,8 @@
 
 Every case with its rows, the tensors named wrong and the whole-network check; a passing case is
 one collapsed line (``<details>``). For each failing tensor, maps over the tensor's own
-coordinates: |analytic - numerical| / tolerance, and the analytic and numerical gradients side by
+coordinates: |analytic - numerical| / the verdict's threshold (red exactly where the row's
+entries fail), and the analytic and numerical gradients side by
 side. Tensors of more than two axes are drawn as 2-D slices over their last two axes, labelled
 with the leading indices (``[o, c, :, :]`` for a conv weight); at most :data:`MAX_SLICES` slices
 per map (those with the largest errors), and the report says when some are left out. Styles are
@@ -17,7 +18,7 @@ import itertools
 
 import numpy as np
 
-from ..check import CaseResult, Row
+from ..results import CaseResult, Row
 from ..ranking import rank_desc
 from . import culprit_line, fmt, reproduce, seconds_text, totals, wrong_line
 
@@ -47,12 +48,12 @@ figcaption{font-size:.85em;color:#444;max-width:60em} img{max-width:100%;height:
 pre{background:#f6f6f6;padding:.4em .6em;overflow-x:auto}
 """
 
-LEGEND = ("Error maps show |a - n| / (atol + rtol · max(|a|, |n|)) per entry, a the analytic and n the "
-          "numerical gradient, on a log scale: blue is within that tolerance, white is at it, red beyond "
-          "it; grey entries were not checked (--sample). This approximates the verdict's threshold: the "
-          "verdict also allows for the central difference's rounding noise (and, in float32, the "
-          "analytic side's error estimate), and passes entries at a kink by the one-sided rule, so an "
-          "entry drawn red may still have passed. The row tables and worst entries give the verdict.")
+LEGEND = ("Error maps show, per entry, |a - n| / the verdict's threshold, a the analytic and n the numerical "
+          "gradient, on a log scale: the same threshold as the row (tolerance, the central difference's "
+          "rounding noise and, in float32, the analytic side's error estimate). Blue entries pass, red "
+          "entries fail: the red entries are exactly the row's failing entries. An entry passed by the "
+          "kink rule is judged against other numbers and drawn at the bottom of the scale, as the row "
+          "leaves it out of its errors; grey entries were not checked (--sample).")
 
 
 def render(results: list[CaseResult]) -> str:
@@ -200,7 +201,9 @@ def failing_groups(r: CaseResult) -> list[list[Row]]:
 
 
 def _key(row: Row, side: str) -> str:
-    return f"layer{row.layer}.{row.tensor}.{row.form}.{side}"
+    """The arrays of ``row``'s check (a row failing only with the random cotangent: that check's)."""
+    suffix = ".random" if row.cotangent == "random" else ""
+    return f"layer{row.layer}.{row.tensor}.{row.form}{suffix}.{side}"
 
 
 def tensor_maps(r: CaseResult, group: list[Row]) -> str:
@@ -208,13 +211,13 @@ def tensor_maps(r: CaseResult, group: list[Row]) -> str:
     row = group[0]
     forms = [g.form for g in group]
     a, n = r.arrays.get(_key(row, "analytic")), r.arrays.get(_key(row, "numerical"))
+    ratio = r.arrays.get(_key(row, "verdict"))
     title = (f"{row.label} ({row.type}), form{'s' if len(forms) > 1 else ''} {', '.join(forms)}: "
              f"{row.failed} of {row.checked} entries fail; shape {list(row.shape)}")
     attrs = f"class='heatmap' data-tensor='{_e(row.label)}' data-forms='{_e(' '.join(forms))}'"
-    if a is None or n is None:
+    if a is None or n is None or ratio is None:
         return f"<figure {attrs}><figcaption>{_e(title)}: arrays not kept, no map</figcaption></figure>"
     a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
-    ratio = error_ratio(a, n, r.atol, r.rtol)
     picked, total = pick_slices(ratio)
     note = (f"; showing {len(picked)} of its {total} 2-D slices, those with the largest errors (at most "
             f"{MAX_SLICES} are drawn)" if len(picked) < total else "")
@@ -224,15 +227,6 @@ def tensor_maps(r: CaseResult, group: list[Row]) -> str:
     return (f"<figure {attrs}><figcaption><b>{_e(title)}</b>{_e(note)}; {_e(axes)}.</figcaption>"
             f"<div class='maps'>{error_map(ratio, picked)}</div><div class='maps'>"
             f"{value_map(a, picked, lim, 'analytic')}{value_map(n, picked, lim, 'numerical')}</div></figure>")
-
-
-def error_ratio(a: np.ndarray, n: np.ndarray, atol: float, rtol: float) -> np.ndarray:
-    """|a - n| / (atol + rtol max(|a|, |n|)) per entry (NaN where n is NaN: not checked; inf where
-    either side is not finite)."""
-    with np.errstate(all="ignore"):
-        r = np.abs(a - n) / (atol + rtol * np.maximum(np.abs(a), np.abs(n)))
-    r = np.where(np.isfinite(a) & np.isfinite(n), r, np.inf)
-    return np.where(np.isnan(n) & np.isfinite(a), np.nan, r)
 
 
 def _views(x: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
@@ -278,23 +272,33 @@ def _map(x: np.ndarray, picked, rgba, title: str, bar: str) -> str:
 
 
 def error_map(ratio: np.ndarray, picked) -> str:
-    """|a - n| / tolerance on a log scale: blue within, white at, red beyond; grey not checked."""
+    """The verdict's |a - n| / threshold on a log scale: blues pass (<= 1), reds fail (> 1),
+    grey not checked. Each side has its own colour map, so no rounding of a colour scale can
+    draw a passing entry red or a failing one blue."""
     from matplotlib import colormaps
-    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.colors import ListedColormap, TwoSlopeNorm
 
     with np.errstate(divide="ignore"):
         logr = np.log10(ratio)
     top = max(float(np.max(logr[np.isfinite(logr)], initial=0.0)), 0.5)
     norm = TwoSlopeNorm(vmin=LOG_FLOOR, vcenter=0.0, vmax=top)
-    cmap = colormaps["RdBu_r"].with_extremes(bad="#bbbbbb", over="#67001f", under="#053061")
+    base = colormaps["RdBu_r"]
+    passing = ListedColormap(base(np.linspace(0.0, 0.42, 128)))     # dark to light blue
+    failing = ListedColormap(base(np.linspace(0.62, 1.0, 128)))     # light to dark red
 
     def rgba(s):
-        s = np.where(np.isposinf(s), top, np.clip(s, LOG_FLOOR, None))
-        return cmap(norm(np.ma.masked_invalid(s)), bytes=True)
+        checked, fails = ~np.isnan(s), np.isposinf(s) | (np.nan_to_num(s) > 0)   # ratio > 1
+        s = np.where(np.isposinf(s), top, np.clip(np.nan_to_num(s, nan=LOG_FLOOR), LOG_FLOOR, None))
+        x = np.asarray(norm(s), dtype=np.float64)
+        out = np.where(fails[..., None], failing(np.clip(2 * x - 1, 0, 1), bytes=True),
+                       passing(np.clip(2 * x, 0, 1), bytes=True))
+        out[~checked] = (187, 187, 187, 255)
+        return out
 
-    bar = _bar(cmap(norm(np.linspace(LOG_FLOOR, top, 256)), bytes=True),
-               [f"≤ 1e{LOG_FLOOR:.0f}", "1 (tolerance)", f"{10 ** top:.3g}"], [0.0, -LOG_FLOOR / (top - LOG_FLOOR), 1.0])
-    return _map(logr, picked, rgba, "|a - n| / tolerance (log scale; > 1 fails)", bar)
+    scale = np.linspace(LOG_FLOOR, top, 256)
+    bar = _bar(rgba(scale[None])[0], [f"≤ 1e{LOG_FLOOR:.0f}", "1 (threshold)", f"{10 ** top:.3g}"],
+               [0.0, -LOG_FLOOR / (top - LOG_FLOOR), 1.0])
+    return _map(logr, picked, rgba, "|a - n| / the verdict's threshold (log scale; > 1 fails)", bar)
 
 
 def value_map(v: np.ndarray, picked, lim: float, side: str) -> str:

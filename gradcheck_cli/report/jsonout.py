@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from .. import __version__
-from ..check import CaseResult
+from ..results import CaseResult
 
 
 def render(results: list[CaseResult]) -> str:

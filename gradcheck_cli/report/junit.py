@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from ..check import CaseResult
+from ..results import CaseResult
 from . import fmt, reproduce, wrong_line
 
 

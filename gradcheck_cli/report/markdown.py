@@ -1,7 +1,7 @@
 """Markdown report: one table per case, worst entries and a reproduce line on failure."""
 from __future__ import annotations
 
-from ..check import CaseResult
+from ..results import CaseResult
 from . import culprit_line, fmt, reproduce, wrong_line
 
 HEAD = ("layer", "type", "tensor", "form", "shape", "checked", "max abs err", "max rel err",

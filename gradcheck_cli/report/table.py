@@ -18,7 +18,7 @@ import shutil
 import sys
 from typing import TextIO
 
-from ..check import CaseResult, Row
+from ..results import CaseResult, Row
 from . import culprit_line, fmt, reproduce, reproduce_argv, seconds_text, totals, wrong_line
 from .layout import Col, Line, command, grid, plain, records, stack, table, wrap
 
