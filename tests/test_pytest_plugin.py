@@ -116,3 +116,48 @@ def test_the_entry_point_names_the_plugin():
     assert callable(pytest_plugin.pytest_collect_file)
     # the repo's own run (testpaths = tests) holds no case file to collect a second time
     assert not [p for p in (ROOT / "tests").rglob("*.y*ml") if pytest_plugin.is_case_file(p)]
+
+
+# ------------------------------------------------------------------------------------------
+# options: --gradcheck-sample, --gradcheck-mode, --gradcheck-form, slow cases
+# ------------------------------------------------------------------------------------------
+def test_sample_mode_and_form_reach_the_check(pytester, folder):
+    """The buggy case's failure report shows what was checked: 5 entries per tensor, in network
+    mode (no loss row, no network check), the forms asked for (custom for layers[0], kron for
+    the linear layer's x, W and b: 4 rows)."""
+    res = run(pytester, "-k", "leaky", "--gradcheck-sample", "5", "--gradcheck-mode", "network",
+              "--gradcheck-form", "custom", "--gradcheck-form", "kron", folder)
+    res.assert_outcomes(failed=1, deselected=1)
+    out = res.stdout.str()
+    assert "5 sampled entries per tensor" in out and "1 of 4 checks fail" in out
+    assert "network check" not in out             # local mode (the default) prints it
+    assert "network check" in run(pytester, "-k", "leaky", folder).stdout.str()
+    res = run(pytester, "-k", "leaky", "--gradcheck-form", "spray", folder)
+    res.assert_outcomes(failed=1, deselected=1)   # the network check still runs through its backward
+    assert "not checked: layers[0] (custom) has none of the forms asked for" in res.stdout.str()
+
+
+def test_sample_of_the_repo_cases(pytester, folder):
+    """`pytest cases/ --gradcheck-sample 5`: every case passes with 5 entries per tensor."""
+    res = run(pytester, "-q", ROOT / "cases", "--gradcheck-sample", "5", "-rA")
+    res.assert_outcomes(passed=len(list((ROOT / "cases").glob("*.yaml"))))
+
+
+def test_bad_option_values_are_usage_errors(pytester, folder):
+    for args in (("--gradcheck-sample", "0"), ("--gradcheck-sample", "x"), ("--gradcheck-mode", "both"),
+                 ("--gradcheck-form", "vec")):
+        res = run(pytester, *args, folder)
+        assert res.ret == pytest.ExitCode.USAGE_ERROR, args
+        assert "gradcheck" in res.stderr.str()
+
+
+def test_slow_cases_are_marked_and_skipped_on_request(pytester, folder):
+    slow = (folder / "linear-mse.yaml").read_text(encoding="utf-8") + "slow: true\n"
+    (folder / "linear-mse.yaml").write_text(slow, encoding="utf-8")
+    run(pytester, "-k", "mse", "--gradcheck-skip-slow", folder).assert_outcomes(skipped=1, deselected=1)
+    run(pytester, "-m", "not slow", folder).assert_outcomes(failed=1, deselected=1)
+    run(pytester, "-k", "mse", folder).assert_outcomes(passed=1, deselected=1)
+    (folder / "linear-mse.yaml").write_text(slow.replace("slow: true", "slow: yes please"), encoding="utf-8")
+    res = run(pytester, "-k", "mse", folder)
+    res.assert_outcomes(failed=1, deselected=1)
+    assert "slow: expected true or false" in res.stdout.str()
