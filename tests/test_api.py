@@ -131,11 +131,12 @@ def test_api_is_exported_lazily():
 
 
 # ------------------------------------------------------------------------------------------
-# the README's examples, extracted from README.md and run
+# the README's (and the docs') examples, extracted from where they are and run
 # ------------------------------------------------------------------------------------------
 def readme_block(marker: str, lang: str) -> str:
-    """The first ```lang block after the comment <!-- marker --> in README.md."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The first ```lang block after the comment <!-- marker --> in README.md or a docs/ page."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = next(t for t in (p.read_text(encoding="utf-8") for p in pages) if f"<!-- {marker} -->" in t)
     at = text.index(f"<!-- {marker} -->")
     m = re.compile(rf"```{lang}\n(.*?)```", re.S).search(text, at)
     assert m, f"no ```{lang} block after {marker}"
