@@ -51,8 +51,15 @@ def folder(pytester, monkeypatch):
     return pytester.path
 
 
-def run(pytester, *args):
-    return pytester.runpytest_subprocess(*PLUGIN, *map(str, args))
+def run(pytester, *args, autoload: bool = False):
+    """pytest in a subprocess with the plugin. Without ``autoload`` no other installed plugin is
+    loaded (hypothesis, benchmark, xdist: a third of a second each to start, in every run)."""
+    if autoload:
+        return pytester.runpytest_subprocess(*PLUGIN, *map(str, args))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+        return pytester.runpytest_subprocess("-p", "gradcheck_cli.pytest_plugin", "-p", "no:cacheprovider",
+                                             *map(str, args))
 
 
 def test_each_case_file_is_one_item_named_after_the_case(pytester, folder):
@@ -80,7 +87,7 @@ def test_k_selects_cases_by_name(pytester, folder):
 
 def test_works_with_xdist(pytester, folder):
     pytest.importorskip("xdist", reason="pytest-xdist is not installed (it is in the [test] extra)")
-    res = run(pytester, "-n", "2", folder)
+    res = run(pytester, "-p", "xdist.plugin", "-n", "2", folder)
     res.assert_outcomes(passed=1, failed=1)
     assert "worst entries" in res.stdout.str()
 
@@ -108,7 +115,7 @@ def test_the_rule_reads_only_a_top_level_layers_key(tmp_path):
 def test_every_case_in_the_repo_is_collected_and_passes(pytester, folder):
     """`pytest cases/ --gradcheck-sample 5`, the issue's command. Every entry of every case is
     checked by test_cli.py::test_cases_folder_passes_with_every_json_field (and CI's Quickstart)."""
-    res = run(pytester, "-q", ROOT / "cases", "--gradcheck-sample", "5")
+    res = run(pytester, "-q", ROOT / "cases", "--gradcheck-sample", "5", autoload=True)   # as installed
     n = len(list((ROOT / "cases").glob("*.yaml")))
     res.assert_outcomes(passed=n)
 
