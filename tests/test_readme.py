@@ -105,6 +105,17 @@ def test_readme_functions_example_runs(tmp_path, monkeypatch):
     assert "layers[0].w" in CliRunner().invoke(main, ["run", "case.yaml", "-v"]).output
 
 
+def test_readme_ci_step_runs(tmp_path, monkeypatch):
+    (step,) = yaml.safe_load(block("ci-example"))
+    argv = step["run"].split()
+    (tmp_path / "cases").mkdir()
+    shutil.copy(ROOT / "cases" / "linear-mse.yaml", tmp_path / "cases")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, argv[1:])
+    assert argv[:3] == ["gradcheck", "run", "cases/"] and res.exit_code == 0, res.output
+    assert all((tmp_path / argv[argv.index(opt) + 1]).is_file() for opt in ("--junit-xml", "--html"))
+
+
 @pytest.mark.parametrize("name, folder, module", [("torch-example", "torch", "my_modules"),
                                                   ("jax-example", "jax", "my_layers")])
 def test_readme_framework_examples_run(name, folder, module, monkeypatch):
