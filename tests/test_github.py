@@ -148,3 +148,15 @@ def test_locate_module_impl():
     assert file.endswith("custom_example.py") and "class LeakyReLU" in Path(file).read_text().splitlines()[line - 1]
     assert github.locate("no_such_module_xyz:Thing", ROOT) is None
     assert github.locate("not an impl", ROOT) is None
+
+
+def test_bad_case_is_annotated_at_its_layer(tmp_path, monkeypatch):
+    (tmp_path / "bad.yaml").write_text("input: [2, 3]\nlayers:\n  - {type: relu}\n  - {type: linear, out_features: -2}\n")
+    (tmp_path / "broken.yaml").write_text("input: [2, 3]\nlayers:\n  - {type: relu\n")
+    monkeypatch.chdir(tmp_path)
+    for name, line in (("bad.yaml", "4"), ("broken.yaml", "4")):
+        res = run(name, env={"GITHUB_ACTIONS": "true"})
+        (e,) = errors(res.stdout)
+        assert res.exit_code == 2 and (e["file"], e["line"]) == (name, line)
+        assert e["msg"] in res.stderr                        # the one-line error, unchanged
+    assert not errors(run("bad.yaml").stdout)              # outside GitHub Actions: nothing

@@ -21,6 +21,7 @@ import ast
 import contextlib
 import inspect
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,22 @@ def publish(results: list[CaseResult], mode: str | None, to_stderr: bool = False
     if summary:
         with open(summary, "a", encoding="utf-8") as fh:
             fh.write(summary_text(results))
+
+
+def bad_input(exc: Exception) -> str | None:
+    """The ``::error`` line for a case file that does not load (exit 2) when ``GITHUB_ACTIONS``
+    is ``true``: at the line the error names, else at the line of the layer its field is in."""
+    from ..errors import CaseError
+
+    if not enabled("auto") or not isinstance(exc, CaseError) or exc.file.startswith("<"):
+        return None
+    line = exc.line
+    m = re.match(r"layers\[(\d+)\]", exc.field or "")
+    if line is None and m:
+        line = CaseLines.read(exc.file).layer(int(m[1]))
+    elif line is None and (exc.field or "").startswith("loss"):
+        line = CaseLines.read(exc.file).loss
+    return command("gradcheck: bad case", str(exc), exc.file, line)
 
 
 def summary_text(results: list[CaseResult]) -> str:
