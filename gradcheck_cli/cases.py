@@ -18,7 +18,7 @@ from .errors import CaseError, ShapeError
 from .yamlfile import MAX_DIMS, MAX_ENTRIES, _key, excerpt, parse_yaml, read_case_text  # noqa: F401 (API)
 
 TOP_KEYS = ("name", "description", "seed", "dtype", "input", "layers", "loss", "regularization",
-            "forms", "tolerance", "numerical", "mode")
+            "forms", "tolerance", "numerical", "mode", "slow")   # slow: read by pytest_plugin.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +95,7 @@ def from_dict(doc: Any, file: str = "<dict>", base_dir: str | Path = ".",
         description=v.string(doc.get("description", ""), "description"),
         mode=v.choice(doc["mode"], "mode", MODES) if "mode" in doc else None,
     )
+    v.boolean(doc.get("slow", False), "slow")
     case.shapes         # noqa: B018 - the layers' shapes must chain (CaseError), kept for the run
     return case
 

@@ -52,7 +52,11 @@ def main() -> None:
               help="local: each layer's backward alone, the loss, and the whole gradient along random "
                    "directions; names every wrong tensor. network: every entry against the whole "
                    "loss. Default: the case's `mode:`, else local.")
-def run(paths, fmt, output, junit_xml, html_file, verbose, save_arrays, sample, forms, jobs, max_memory, mode) -> None:
+@click.option("--annotations", type=click.Choice(["auto", "github", "none"]), default="auto", show_default=True,
+              help="github: an ::error line per failing row at its layer's line, the markdown report "
+                   "appended to $GITHUB_STEP_SUMMARY. auto: github when GITHUB_ACTIONS=true.")
+def run(paths, fmt, output, junit_xml, html_file, verbose, save_arrays, sample, forms, jobs, max_memory, mode,
+        annotations) -> None:
     """Check the cases in PATHS (files, or folders: every *.yaml inside)."""
     _one_blas_thread()
     from .cases import discover, load
@@ -76,6 +80,9 @@ def run(paths, fmt, output, junit_xml, html_file, verbose, save_arrays, sample, 
                 results.append(_timed(run_case, case, sample=sample, forms=tuple(forms) or None, progress=bar.update,
                                       memory_limit=limit, on_estimate=bar.estimate, mode=mode))
     _emit(results, fmt, output, verbose)
+    from .report import github
+
+    github.publish(results, annotations, to_stderr=fmt != "table" and not output)
     if junit_xml:
         from .report import junit
 

@@ -123,6 +123,10 @@ class _Group(click.Group):
                     _flush_stdout()
         except GradcheckError as exc:
             _say("error: ", exc)
+            from .report.github import bad_input    # GitHub Actions: an annotation at the case's line
+
+            if (line := bad_input(exc)) is not None:
+                click.echo(line)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise

@@ -10,9 +10,15 @@ workflows, configs -- are never parsed, collected or errored on. The item's name
 the items like any other. A case that does not load (a schema error) is still one item, which fails
 with the one-line message ``gradcheck run`` would print; a case whose gradients disagree fails with
 its failing rows, the tensors named wrong and the worst entries.
+
+Options (as ``gradcheck run``'s): ``--gradcheck-sample K`` checks K random entries per tensor,
+``--gradcheck-mode local|network``, ``--gradcheck-form F`` (repeatable) only these forms.
+A case with ``slow: true`` is marked ``slow`` (``-m "not slow"`` deselects it) and
+``--gradcheck-skip-slow`` skips it.
 """
 from __future__ import annotations
 
+import argparse
 import re
 import time
 from pathlib import Path
@@ -34,6 +40,35 @@ def is_case_file(path: Path) -> bool:
         return False
 
 
+FORMS = ("kron", "correlation", "spray", "custom")
+
+
+def _positive(text: str) -> int:
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return k
+
+
+def pytest_addoption(parser) -> None:
+    group = parser.getgroup("gradcheck", "gradcheck case files")
+    group.addoption("--gradcheck-sample", type=_positive, metavar="K",
+                    help="check K random entries per tensor instead of all (as `gradcheck run --sample`)")
+    group.addoption("--gradcheck-mode", choices=("local", "network"),
+                    help="local or network (as `gradcheck run --mode`); default: the case's `mode:`, else local")
+    group.addoption("--gradcheck-form", action="append", choices=FORMS, metavar="FORM",
+                    help=f"check only this form (repeatable; one of {', '.join(FORMS)})")
+    group.addoption("--gradcheck-skip-slow", action="store_true",
+                    help="skip the cases marked `slow: true`")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: a gradcheck case with `slow: true` (deselect with -m 'not slow')")
+
+
 def pytest_collect_file(file_path: Path, parent):
     if is_case_file(file_path):
         return CaseFile.from_parent(parent, path=file_path)
@@ -52,7 +87,20 @@ class CaseFile(pytest.File):
         except GradcheckError as exc:
             yield CaseItem.from_parent(self, name=self.path.stem, case=None, error=str(exc))
             return
-        yield CaseItem.from_parent(self, name=case.name, case=case, error=None)
+        item = CaseItem.from_parent(self, name=case.name, case=case, error=None)
+        if _is_slow(self.path):
+            item.add_marker(pytest.mark.slow)
+            if self.config.getoption("gradcheck_skip_slow"):
+                item.add_marker(pytest.mark.skip(reason="slow: true (--gradcheck-skip-slow)"))
+        yield item
+
+
+def _is_slow(path: Path) -> bool:
+    """Whether the case sets ``slow: true`` (the file has loaded, so it parses)."""
+    from .yamlfile import parse_yaml, read_case_text
+
+    doc = parse_yaml(read_case_text(path), str(path))
+    return doc.get("slow") is True
 
 
 class CaseFailed(Exception):
@@ -80,7 +128,9 @@ class CaseItem(pytest.Item):
             raise BadCase(self.error)
         start = time.perf_counter()
         try:
-            result = run_case(self.case)
+            opt = self.config.getoption
+            result = run_case(self.case, sample=opt("gradcheck_sample"), mode=opt("gradcheck_mode"),
+                              forms=tuple(opt("gradcheck_form") or ()) or None)
         except GradcheckError as exc:
             raise BadCase(str(exc)) from None
         if not result.seconds:
@@ -99,4 +149,4 @@ class CaseItem(pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
-        return self.path, None, f"gradcheck case {self.name}"
+        return self.path, 0, f"gradcheck case {self.name}"

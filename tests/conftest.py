@@ -58,3 +58,11 @@ def temp_layer():
     for name in added:
         with contextlib.suppress(KeyError):
             del registry.LAYERS[name]
+
+
+@pytest.fixture(autouse=True)
+def _not_in_github_actions(monkeypatch):
+    """The suite's own runs print no annotations and write no job summary, also when the suite
+    itself runs in GitHub Actions (tests/test_github.py turns them on where it means to)."""
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
