@@ -111,16 +111,16 @@ def _owners(S, cols: np.ndarray, colour: np.ndarray, colours: int) -> np.ndarray
 
 def coloured_differences(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray,
                          eps: float | None = None, budget: int = DEFAULT_BUDGET,
-                         progress: Callable[[int], None] | None = None) -> Numerical:
+                         progress: Callable[[int], None] | None = None, h: np.ndarray | None = None) -> Numerical:
     """Central differences of the entries of ``p`` with ``p.colours`` pairs of copies.
 
-    ``T0``: the loss terms (N, M) at the unperturbed point.
+    ``T0``: the loss terms (N, M) at the unperturbed point; ``h``: the steps (default: from eps).
     Raises :class:`StructureViolated` when a copy moved a term outside its perturbed regions.
     """
     i, t = p.layer, p.tensor
     flat = np.asarray(net.value_of(i, t, xs), dtype=np.float64).reshape(-1)
     idx = p.index
-    h = steps(flat[idx], eps)
+    h = steps(flat[idx], eps) if h is None else h
     _probe(net, p, xs, T0, flat, h)
     moved, size = region_sums(net, p, xs, T0, np.stack([h, -h]), budget, progress)
     (dplus, dminus), absum = moved, size.sum(axis=0)
@@ -148,79 +148,105 @@ def region_sums(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, deltas: np.n
 
     One copy per (row, colour): entry j shares it with the other entries of its colour. Returns
     (moved, size), both (S, n): moved = sum over the region of T(v + d e_j) - T(v) (for x: the
-    terms of j's own sample, the only ones it reaches), size = sum of |T(v + d e_j)| there.
+    terms of j's own sample, the only ones it reaches), size = sum of |T| there (at v when one
+    owner map serves every sample, at v + d e_j otherwise: equal to O(d)).
     Raises :class:`StructureViolated` when a term outside every region of a copy moved.
     """
     i, t = p.layer, p.tensor
     base = np.asarray(net.value_of(i, t, xs), dtype=np.float64)
     flat = base.reshape(-1)
+    n_rows = deltas.shape[0]
+    S = p.structure.tocsc() if p.structure is not None else None
+    cols = _uniform(p) if S is not None else None
+    if cols is not None and p.colours * T0.shape[1] <= OWNER_MAX:
+        return _owned_sums(net, p, xs, T0, deltas, budget, progress, S, cols)
     idx = p.index
-    n, n_rows = len(idx), deltas.shape[0]
+    n = len(idx)
     E = p.per_sample_size
     N, M = T0.shape
     thr = _threshold(p, T0)
     rows = N if p.shared else 1                     # copy rows per perturbed copy
-    S = p.structure.tocsc() if p.structure is not None else None
-    cols = _uniform(p) if S is not None else None
-    owner = None
-    if cols is not None and p.colours * M <= OWNER_MAX:
-        G = len(cols)
-        owner = _owners(S, cols, p.colour[:G], p.colours)
-        sums = np.zeros((2, n_rows, rows, G))       # moved, size per (delta row, copy row, entry)
     moved, size = np.zeros((n_rows, n)), np.zeros((n_rows, n))
-
-    order = np.argsort(p.colour, kind="stable")
-    bounds = np.searchsorted(p.colour[order], np.arange(p.colours + 1))
-    K = max(1, min(p.colours, budget // max(1, n_rows * net.copy_bytes(i, t))))
-    for c0 in range(0, p.colours, K):
-        c1 = min(p.colours, c0 + K)
-        k = c1 - c0
-        sel = order[bounds[c0]:bounds[c1]]
-        j, kl = idx[sel], p.colour[sel] - c0
-        V = np.empty((n_rows * k, flat.size))
-        V[:] = flat
-        for s in range(n_rows):                     # copy s*k + kl: colour c0 + kl moved by deltas[s]
-            V[s * k + kl, j] += deltas[s, sel]
-        T = net.loss.terms_stacked(net.stacked_outputs(i, t, V.reshape(n_rows * k, *base.shape), xs))  # (S k, N, M)
-        del V
+    for c0, c1, sel, kl, T in _chunks(net, p, xs, flat, deltas, budget):
+        k, j = c1 - c0, idx[sel]
         D = T - T0
         if not p.shared:
             D, T = D.sum(axis=1, keepdims=True), np.abs(T).sum(axis=1, keepdims=True)
         else:
             T = np.abs(T)
-        D, T = D.reshape(n_rows, k, rows, M), T.reshape(n_rows, k, rows, M)
-        if owner is not None:
-            own = owner[c0:c1]                                               # (k, M)
-            lab = np.where(own[:, None, :] < 0, rows * G,
-                           np.arange(rows)[None, :, None] * G + own[:, None, :]).reshape(-1)
+        sample, e = np.divmod(j, E) if p.shared else (np.zeros(len(j), dtype=np.int64), j)
+        at = kl * rows + sample                                          # copy row of each entry
+        D, T = D.reshape(n_rows, k * rows, M), T.reshape(n_rows, k * rows, M)
+        if S is None:   # each entry's region: every term of its sample(s)
+            moved[:, sel], size[:, sel] = D[:, at].sum(axis=2), T[:, at].sum(axis=2)
+        else:           # entries differ between samples (--sample): gather each region
+            counts = S.indptr[e + 1] - S.indptr[e]
+            who = np.repeat(np.arange(len(j)), counts)
+            r = S.indices[np.repeat(S.indptr[e] - np.cumsum(counts) + counts, counts) + np.arange(who.size)]
             for s in range(n_rows):
-                for q, W in ((0, D), (1, T)):
-                    sums[q, s] += np.bincount(lab, W[s].reshape(-1),
-                                              minlength=rows * G + 1)[:-1].reshape(rows, G)
-            outside = np.broadcast_to(own[:, None, :] < 0, (k, rows, M))
-            if np.any((np.abs(D) > (thr if p.shared else thr[None])) & outside):
+                moved[s, sel] = np.bincount(who, D[s, at[who], r], minlength=len(j))
+                size[s, sel] = np.bincount(who, T[s, at[who], r], minlength=len(j))
+            D[:, at[who], r] = 0.0                   # what remains must not have moved
+            if np.any(np.abs(D.reshape(n_rows, k, -1)) > thr.reshape(-1)):
                 raise StructureViolated(f"layers[{i}].{t}")
-        else:
-            sample, e = np.divmod(j, E) if p.shared else (np.zeros(len(j), dtype=np.int64), j)
-            at = kl * rows + sample                                          # copy row of each entry
-            D, T = D.reshape(n_rows, k * rows, M), T.reshape(n_rows, k * rows, M)
-            if S is None:   # each entry's region: every term of its sample(s)
-                moved[:, sel], size[:, sel] = D[:, at].sum(axis=2), T[:, at].sum(axis=2)
-            else:           # entries differ between samples (--sample): gather each region
-                counts = S.indptr[e + 1] - S.indptr[e]
-                who = np.repeat(np.arange(len(j)), counts)
-                r = S.indices[np.repeat(S.indptr[e] - np.cumsum(counts) + counts, counts) + np.arange(who.size)]
-                for s in range(n_rows):
-                    moved[s, sel] = np.bincount(who, D[s, at[who], r], minlength=len(j))
-                    size[s, sel] = np.bincount(who, T[s, at[who], r], minlength=len(j))
-                D[:, at[who], r] = 0.0                   # what remains must not have moved
-                if np.any(np.abs(D.reshape(n_rows, k, -1)) > thr.reshape(-1)):
-                    raise StructureViolated(f"layers[{i}].{t}")
         if progress:
             progress(len(sel))
-    if owner is not None:                           # (copy row, entry) -> position in idx
-        moved, size = sums[0].reshape(n_rows, -1), sums[1].reshape(n_rows, -1)
     return moved, size
+
+
+def _chunks(net, p: Plan, xs, flat: np.ndarray, deltas: np.ndarray, budget: int):
+    """Run the copies of ``p`` a chunk of colours at a time: yields (c0, c1, positions of the
+    chunk's entries, their colour - c0, loss terms (S k, N, M) of its copies), copy s*k + kl
+    holding colour c0 + kl moved by deltas[s]. One buffer for every chunk: fresh pages cost
+    more than the copy."""
+    i, t, idx = p.layer, p.tensor, p.index
+    n_rows = deltas.shape[0]
+    shape = net.value_of(i, t, xs).shape
+    order = np.argsort(p.colour, kind="stable")
+    bounds = np.searchsorted(p.colour[order], np.arange(p.colours + 1))
+    K = max(1, min(p.colours, budget // max(1, n_rows * net.copy_bytes(i, t))))
+    buf = np.empty((n_rows * K, flat.size))
+    for c0 in range(0, p.colours, K):
+        c1 = min(p.colours, c0 + K)
+        k = c1 - c0
+        sel = order[bounds[c0]:bounds[c1]]
+        j, kl = idx[sel], p.colour[sel] - c0
+        V = buf[:n_rows * k]
+        V[:] = flat
+        for s in range(n_rows):
+            V[s * k + kl, j] += deltas[s, sel]
+        yield c0, c1, sel, kl, net.loss.terms_stacked(net.stacked_outputs(i, t, V.reshape(n_rows * k, *shape), xs))
+
+
+def _owned_sums(net, p: Plan, xs, T0: np.ndarray, deltas: np.ndarray, budget: int, progress, S, cols):
+    """:func:`region_sums` when every sample checks the same entries ``cols`` and one owner map
+    (colour, term) -> entry serves them all: one bincount per delta row and chunk."""
+    n_rows = deltas.shape[0]
+    N, M = T0.shape
+    G = len(cols)
+    rows = N if p.shared else 1
+    owner = _owners(S, cols, p.colour[:G], p.colours)
+    outside = owner < 0
+    bins = np.where(outside, G, owner)                                  # G: the terms nobody owns
+    thr = _threshold(p, T0)
+    ref = np.abs(T0) if p.shared else np.abs(T0).sum(axis=0, keepdims=True)
+    size = np.asarray((S[:, cols].T @ ref.T).T).reshape(-1)             # sum of |T0| over each region
+    sums = np.zeros((n_rows, rows, G + 1))
+    flat = np.asarray(net.value_of(p.layer, p.tensor, xs), dtype=np.float64).reshape(-1)
+    for c0, c1, sel, kl, T in _chunks(net, p, xs, flat, deltas, budget):
+        k = c1 - c0
+        D = np.subtract(T, T0, out=T) if p.shared else (T - T0).sum(axis=1, keepdims=True)
+        D = D.reshape(n_rows, k, rows, M)
+        lab = (np.arange(rows)[None, :, None] * (G + 1) + bins[c0:c1, None, :]).reshape(-1)
+        for s in range(n_rows):
+            sums[s] += np.bincount(lab, D[s].reshape(-1), minlength=rows * (G + 1)).reshape(rows, G + 1)
+        over = np.abs(D, out=D) > thr
+        if np.any(np.logical_and(over, outside[None, c0:c1, None, :], out=over)):
+            raise StructureViolated(f"layers[{p.layer}].{p.tensor}")
+        if progress:
+            progress(len(sel))
+    moved = sums[:, :, :G].reshape(n_rows, -1)                          # (copy row, entry) -> position
+    return moved, np.broadcast_to(size, moved.shape)
 
 
 def sample_terms(net, i: int, tensor: str, xs: list[np.ndarray], index: np.ndarray, deltas: np.ndarray,
