@@ -57,6 +57,7 @@ def plan(net, i: int, tensor: str, index: np.ndarray) -> Plan:
     if not net.per_sample_from(i):
         return Plan(i, tensor, shape, index, np.arange(len(index)), len(index), False, None, "per-entry")
     S = net.structure(i, tensor)
+    S = S.tocsc() if S is not None else None      # column access from here on: convert once
     if S is None and (tensor != "x" or shape[0] == 1):
         # every entry's region is every term: nothing to share and nothing a probe could catch
         return Plan(i, tensor, shape, index, np.arange(len(index)), len(index), False, None, "per-entry")
@@ -100,10 +101,17 @@ def _uniform(p: Plan) -> np.ndarray | None:
     return None
 
 
+def _columns(S, cols: np.ndarray):
+    """S[:, cols], without the copy when cols is every column in order."""
+    if len(cols) == S.shape[1] and np.array_equal(cols, np.arange(len(cols))):
+        return S
+    return S[:, cols]
+
+
 def _owners(S, cols: np.ndarray, colour: np.ndarray, colours: int) -> np.ndarray:
     """owner[c, r] = position in ``cols`` of the entry of colour c whose region holds term r
     (at most one, by the colouring), or -1."""
-    sub = S[:, cols].tocoo()
+    sub = _columns(S, cols).tocoo()
     owner = np.full((colours, S.shape[0]), -1, dtype=np.int64)
     owner[colour[sub.col], sub.row] = sub.col
     return owner
@@ -230,7 +238,7 @@ def _owned_sums(net, p: Plan, xs, T0: np.ndarray, deltas: np.ndarray, budget: in
     bins = np.where(outside, G, owner)                                  # G: the terms nobody owns
     thr = _threshold(p, T0)
     ref = np.abs(T0) if p.shared else np.abs(T0).sum(axis=0, keepdims=True)
-    size = np.asarray((S[:, cols].T @ ref.T).T).reshape(-1)             # sum of |T0| over each region
+    size = np.asarray((_columns(S, cols).T @ ref.T).T).reshape(-1)            # sum of |T0| over each region
     sums = np.zeros((n_rows, rows, G + 1))
     flat = np.asarray(net.value_of(p.layer, p.tensor, xs), dtype=np.float64).reshape(-1)
     for c0, c1, sel, kl, T in _chunks(net, p, xs, flat, deltas, budget):
