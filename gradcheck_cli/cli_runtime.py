@@ -184,47 +184,6 @@ def _worker_init() -> None:
     warnings.filterwarnings("ignore", _FLOAT_WARNINGS, RuntimeWarning)
 
 
-def _check_file(path: str, sample, forms, limit=None, mode=None):
-    """One case in a worker process: ("ok", result) or ("error", exit code, message)."""
-    from .cases import load
-    from .check import run_case
-
-    try:
-        return "ok", _timed(run_case, load(path), sample=sample, forms=forms, memory_limit=limit, mode=mode)
-    except GradcheckError as exc:   # sent back as text: not every error class can be pickled
-        return "error", exc.exit_code, str(exc)
-    except MemoryError:
-        return "error", EXIT_BAD_INPUT, f"{path}: out of memory: this case needs more memory than the machine has"
-
-
-def _run_parallel(files, jobs: int, sample, forms, limit=None, mode=None) -> list:
-    """Check ``files`` in up to ``jobs`` processes; results (and the first error) in file order.
-    On any exception (an error, SIGINT, SIGTERM) the workers are killed, not waited for."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    pool = ProcessPoolExecutor(min(jobs, len(files)), mp_context=multiprocessing.get_context(_START),
-                               initializer=_worker_init)
-    try:
-        futures = [pool.submit(_check_file, str(f), sample, forms, limit, mode) for f in files]
-        with _Progress(f"{len(files)} cases") as bar:
-            for k, _ in enumerate(as_completed(futures), 1):
-                bar.update(k, len(files))
-        results = []
-        for fut in futures:
-            out = fut.result()
-            if out[0] == "error":
-                exc = GradcheckError(out[2])
-                exc.exit_code = out[1]
-                raise exc
-            results.append(out[1])
-    except BaseException:
-        _kill_pool(pool)
-        raise
-    pool.shutdown()
-    return results
-
-
 def _kill_pool(pool) -> None:
     """Kill the workers of ``pool`` at once (shutdown alone waits for the running cases)."""
     procs = list((getattr(pool, "_processes", None) or {}).values())
