@@ -61,7 +61,7 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
     prep = prepare(case, sample, forms, memory_limit, on_estimate, mode)
     if units is not None:
         return finish(prep, units(prep))
-    total = sum(len(p.index) for ps in prep.plans for p in ps.values())
+    total = sum(len(prep.plans[v][key].index) for v, key in prep.units())
     done = 0
 
     def tick(k: int) -> None:
@@ -98,8 +98,15 @@ class Prepared:
     _view_state: dict = dataclasses.field(default_factory=dict)
 
     def units(self) -> list[tuple[int, tuple[int, str]]]:
-        """(view index, (layer in the view, tensor)) of every tensor check, in report order."""
-        return [(v, key) for v, ps in enumerate(self.plans) for key in ps]
+        """(view index, (layer in the view, tensor)) of every tensor check, in report order; a
+        layer's random-cotangent view goes with its upstream view (:meth:`partner`)."""
+        return [(v, key) for v, ps in enumerate(self.plans) if not (v and self.partner(v - 1)) for key in ps]
+
+    def partner(self, v: int) -> bool:
+        """Whether view v + 1 is view v's layer with the random cotangent: the same plans and
+        the same perturbed copies, only the projection differs (one run of the copies for both)."""
+        return (v + 1 < len(self.views) and self.plans[v + 1] is self.plans[v]
+                and self.views[v + 1].cotangent == "random")
 
 
 def prepare(case: Case, sample: int | None = None, forms: tuple[str, ...] | None = None,
@@ -164,8 +171,9 @@ def finish(prep: Prepared, outs: list) -> CaseResult:
     rows, agreement, arrays = [], [], _base_arrays(net)
     copies = sum(prep.base_copies)
     by_view: dict[int, list] = {}
-    for (v, _), out in zip(prep.units(), outs):
-        by_view.setdefault(v, []).append(out)
+    for parts in outs:
+        for v, *part in parts:
+            by_view.setdefault(v, []).append(part)
     for v, view in enumerate(prep.views):
         new = []
         for unit_rows, unit_arrays, unit_agreement, unit_copies in by_view.get(v, []):
@@ -189,30 +197,48 @@ def finish(prep: Prepared, outs: list) -> CaseResult:
 def _view_state(prep: Prepared, v: int) -> dict:
     """What every tensor of view v shares (its forward, backward, loss and kinks), made once."""
     if v not in prep._view_state:
+        if len(prep._view_state) > 1:          # a view and its partner at most
+            prep._view_state.pop(next(iter(prep._view_state)))
         net = prep.views[v].net
         dt = net.dtype
         xs64, xs_dt = net.forward(np.float64), net.forward(dt)
         forms = [f for f in (*prep.form_names, "loss") if any(f in layer.forms for layer in net.layers)]
         grads = {f: net.backward(f, xs_dt, dt) for f in forms}
         grads64, err32 = _float64_side(net, forms, xs64) if dt == np.float32 else ({}, {})
-        prep._view_state = {v: dict(xs64=xs64, forms=forms, grads=grads, grads64=grads64, err32=err32,
+        prep._view_state[v] = (dict(xs64=xs64, forms=forms, grads=grads, grads64=grads64, err32=err32,
                                     L0=float(net.loss.value(xs64[-1]) + net.reg_value()),
-                                    T0=net.base_terms(xs64), dist=kinks.distances(net, xs64))}
+                                    T0=net.base_terms(xs64), dist=kinks.distances(net, xs64)))
     return prep._view_state[v]
 
 
-def check_unit(prep: Prepared, unit: tuple[int, tuple[int, str]], tick=None):
-    """Rows of one tensor of one view (local.py), its numerical gradient shared by the forms:
-    (rows, arrays, agreement, forward evaluations run)."""
+def check_unit(prep: Prepared, unit: tuple[int, tuple[int, str]], tick=None) -> list:
+    """Rows of one tensor of one view (local.py), and of its partner view (the random cotangent)
+    if it has one, each numerical gradient shared by the forms: a list of (view, rows, arrays,
+    agreement, forward evaluations run)."""
     from . import numeric
 
-    v, (k, t) = unit
-    view, p, case = prep.views[v], prep.plans[v][(k, t)], prep.case
+    v, key = unit
+    vs = [v, v + 1] if prep.partner(v) else [v]
+    sts = [_view_state(prep, w) for w in vs]
+    nets = [prep.views[w].net for w in vs]
+    before = [n.copies for n in nets]
+    numer = numeric.differentiate(nets[0], prep.plans[v][key], sts[0]["xs64"], sts[0]["T0"], sts[0]["L0"],
+                                  prep.case.eps, prep.budget, tick,
+                                  also=tuple((n, st["T0"], st["L0"]) for n, st in zip(nets[1:], sts[1:])))
+    numer = numer if isinstance(numer, list) else [numer]
+    out = []
+    for w, st, nu, b in zip(vs, sts, numer, before):
+        out.append((w, *_view_rows(prep, w, key, st, nu), prep.views[w].net.copies - b))
+    return out
+
+
+def _view_rows(prep: Prepared, v: int, key: tuple[int, str], st: dict, numer):
+    """(rows, arrays, agreement) of tensor ``key`` of view v, given its numerical gradient."""
+    k, t = key
+    view, p, case = prep.views[v], prep.plans[v][key], prep.case
     rtol, atol = tolerance(case)
     net = view.net
-    st = _view_state(prep, v)
     xs64, forms, grads, grads64, err32, dist = (st[n] for n in ("xs64", "forms", "grads", "grads64", "err32", "dist"))
-    before = net.copies
     budget = prep.budget
     suffix = "" if view.cotangent in ("", "upstream") else f".{view.cotangent}"
     rows, arrays, agreement = [], {}, []
@@ -220,7 +246,6 @@ def check_unit(prep: Prepared, unit: tuple[int, tuple[int, str]], tick=None):
     layer = net.layers[k]
     base = net.value_of(k, t, xs64)
     idx = p.index
-    numer = numeric.differentiate(net, p, xs64, st["T0"], st["L0"], case.eps, budget, tick)
     chunk = max(1, budget // max(1, 2 * net.copy_bytes(k, t)))   # refine: 2 chunk copies a call
     struct = (dist[k].reshape(-1)[idx] <= numer.step) if t == "x" and dist[k] is not None else None
     on_kink = frozen.kinks_from(dist, k)     # exact kinks downstream: a step may cross several
@@ -254,7 +279,7 @@ def check_unit(prep: Prepared, unit: tuple[int, tuple[int, str]], tick=None):
         arrays[f"layer{i}.{name}.{f}{suffix}.numerical"] = full
     if len(own) > 1 and view.cotangent in ("", "upstream"):
         agreement.append(_agreement(i, name, [(f, grads[f][k][t]) for f in own]))
-    return rows, arrays, agreement, net.copies - before
+    return rows, arrays, agreement
 
 
 def merge_cotangents(rows: list[Row], random_rows: list[Row]) -> list[Row]:

@@ -119,27 +119,36 @@ def _owners(S, cols: np.ndarray, colour: np.ndarray, colours: int) -> np.ndarray
 
 def coloured_differences(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray,
                          eps: float | None = None, budget: int = DEFAULT_BUDGET,
-                         progress: Callable[[int], None] | None = None, h: np.ndarray | None = None) -> Numerical:
+                         progress: Callable[[int], None] | None = None, h: np.ndarray | None = None,
+                         also: tuple = ()) -> Numerical | list[Numerical]:
     """Central differences of the entries of ``p`` with ``p.colours`` pairs of copies.
 
     ``T0``: the loss terms (N, M) at the unperturbed point; ``h``: the steps (default: from eps).
+    ``also``: (network, T0) of other views that differ from ``net`` only in their loss (a layer's
+    random cotangent, local.py): the same copies serve them, each copy is run once, and the
+    result is the list of every view's Numerical, ``net``'s first.
     Raises :class:`StructureViolated` when a copy moved a term outside its perturbed regions.
     """
     i, t = p.layer, p.tensor
     flat = np.asarray(net.value_of(i, t, xs), dtype=np.float64).reshape(-1)
     idx = p.index
     h = steps(flat[idx], eps) if h is None else h
-    _probe(net, p, xs, T0, flat, h)
-    moved, size = region_sums(net, p, xs, T0, np.stack([h, -h]), budget, progress)
-    (dplus, dminus), absum = moved, size.sum(axis=0)
-    reg = net.reg_terms(i, t, flat[idx])
-    if reg is not None:
-        v = flat[idx]
-        up, down = net.reg_terms(i, t, v + h), net.reg_terms(i, t, v - h)
-        dplus, dminus, absum = dplus + (up - reg), dminus + (down - reg), absum + up + down
-    values = (dplus - dminus) / (2 * h)
-    noise = NOISE_FACTOR * U64 * absum / (2 * h)
-    return Numerical(idx, values, noise, h, dplus, dminus, f"coloured ({p.colours} colours)")
+    views = [(net, T0), *also]
+    for n_, T0_ in views:
+        _probe(n_, p, xs, T0_, flat, h)
+    sums = _region_sums(net, [(n_.loss, T0_) for n_, T0_ in views], p, xs, np.stack([h, -h]), budget, progress)
+    out = []
+    for (n_, _), (moved, size) in zip(views, sums):
+        (dplus, dminus), absum = moved, size.sum(axis=0)
+        reg = n_.reg_terms(i, t, flat[idx])
+        if reg is not None:
+            v = flat[idx]
+            up, down = n_.reg_terms(i, t, v + h), n_.reg_terms(i, t, v - h)
+            dplus, dminus, absum = dplus + (up - reg), dminus + (down - reg), absum + up + down
+        values = (dplus - dminus) / (2 * h)
+        noise = NOISE_FACTOR * U64 * absum / (2 * h)
+        out.append(Numerical(idx, values, noise, h, dplus, dminus, f"coloured ({p.colours} colours)"))
+    return out if also else out[0]
 
 
 def _threshold(p: Plan, T0: np.ndarray) -> np.ndarray:
@@ -160,53 +169,70 @@ def region_sums(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, deltas: np.n
     owner map serves every sample, at v + d e_j otherwise: equal to O(d)).
     Raises :class:`StructureViolated` when a term outside every region of a copy moved.
     """
+    return _region_sums(net, [(net.loss, T0)], p, xs, deltas, budget, progress)[0]
+
+
+def _region_sums(net, losses: list, p: Plan, xs, deltas: np.ndarray, budget: int, progress) -> list:
+    """:func:`region_sums` for several (bound loss, T0) of the same outputs: one run of the copies."""
     i, t = p.layer, p.tensor
-    base = np.asarray(net.value_of(i, t, xs), dtype=np.float64)
-    flat = base.reshape(-1)
-    n_rows = deltas.shape[0]
+    flat = np.asarray(net.value_of(i, t, xs), dtype=np.float64).reshape(-1)
     S = p.structure.tocsc() if p.structure is not None else None
     cols = _uniform(p) if S is not None else None
-    if cols is not None and p.colours * T0.shape[1] <= OWNER_MAX:
-        return _owned_sums(net, p, xs, T0, deltas, budget, progress, S, cols)
-    idx = p.index
-    n = len(idx)
-    E = p.per_sample_size
-    N, M = T0.shape
-    thr = _threshold(p, T0)
-    rows = N if p.shared else 1                     # copy rows per perturbed copy
-    moved, size = np.zeros((n_rows, n)), np.zeros((n_rows, n))
-    for c0, c1, sel, kl, T in _chunks(net, p, xs, flat, deltas, budget):
-        k, j = c1 - c0, idx[sel]
-        D = T - T0
+    if cols is not None and p.colours * losses[0][1].shape[1] <= OWNER_MAX:
+        sums = [_Owned(p, T0, S, cols, deltas.shape[0]) for _, T0 in losses]
+    else:
+        sums = [_Gathered(p, T0, S, deltas.shape[0]) for _, T0 in losses]
+    for c0, c1, sel, kl, y in _chunks(net, p, xs, flat, deltas, budget):
+        for (loss, _), acc in zip(losses, sums):
+            acc.add(c0, c1, sel, kl, loss.terms_stacked(y))
+        if progress:
+            progress(len(sel))
+    return [acc.result() for acc in sums]
+
+
+class _Gathered:
+    """Region sums entry by entry (a region per entry: --sample, or no structure)."""
+
+    def __init__(self, p: Plan, T0: np.ndarray, S, n_rows: int):
+        self.p, self.T0, self.S, self.n_rows = p, T0, S, n_rows
+        self.thr = _threshold(p, T0)
+        self.moved, self.size = np.zeros((n_rows, len(p.index))), np.zeros((n_rows, len(p.index)))
+
+    def add(self, c0, c1, sel, kl, T):
+        p, S, n_rows = self.p, self.S, self.n_rows
+        k, j = c1 - c0, p.index[sel]
+        N, M = self.T0.shape
+        rows = N if p.shared else 1                     # copy rows per perturbed copy
+        D = T - self.T0
         if not p.shared:
             D, T = D.sum(axis=1, keepdims=True), np.abs(T).sum(axis=1, keepdims=True)
         else:
             T = np.abs(T)
-        sample, e = np.divmod(j, E) if p.shared else (np.zeros(len(j), dtype=np.int64), j)
+        sample, e = np.divmod(j, p.per_sample_size) if p.shared else (np.zeros(len(j), dtype=np.int64), j)
         at = kl * rows + sample                                          # copy row of each entry
         D, T = D.reshape(n_rows, k * rows, M), T.reshape(n_rows, k * rows, M)
         if S is None:   # each entry's region: every term of its sample(s)
-            moved[:, sel], size[:, sel] = D[:, at].sum(axis=2), T[:, at].sum(axis=2)
-        else:           # entries differ between samples (--sample): gather each region
-            counts = S.indptr[e + 1] - S.indptr[e]
-            who = np.repeat(np.arange(len(j)), counts)
-            r = S.indices[np.repeat(S.indptr[e] - np.cumsum(counts) + counts, counts) + np.arange(who.size)]
-            for s in range(n_rows):
-                moved[s, sel] = np.bincount(who, D[s, at[who], r], minlength=len(j))
-                size[s, sel] = np.bincount(who, T[s, at[who], r], minlength=len(j))
-            D[:, at[who], r] = 0.0                   # what remains must not have moved
-            if np.any(np.abs(D.reshape(n_rows, k, -1)) > thr.reshape(-1)):
-                raise StructureViolated(f"layers[{i}].{t}")
-        if progress:
-            progress(len(sel))
-    return moved, size
+            self.moved[:, sel], self.size[:, sel] = D[:, at].sum(axis=2), T[:, at].sum(axis=2)
+            return
+        counts = S.indptr[e + 1] - S.indptr[e]          # entries differ between samples: gather
+        who = np.repeat(np.arange(len(j)), counts)
+        r = S.indices[np.repeat(S.indptr[e] - np.cumsum(counts) + counts, counts) + np.arange(who.size)]
+        for s in range(n_rows):
+            self.moved[s, sel] = np.bincount(who, D[s, at[who], r], minlength=len(j))
+            self.size[s, sel] = np.bincount(who, T[s, at[who], r], minlength=len(j))
+        D[:, at[who], r] = 0.0                   # what remains must not have moved
+        if np.any(np.abs(D.reshape(n_rows, k, -1)) > self.thr.reshape(-1)):
+            raise StructureViolated(f"layers[{p.layer}].{p.tensor}")
+
+    def result(self):
+        return self.moved, self.size
 
 
 def _chunks(net, p: Plan, xs, flat: np.ndarray, deltas: np.ndarray, budget: int):
     """Run the copies of ``p`` a chunk of colours at a time: yields (c0, c1, positions of the
-    chunk's entries, their colour - c0, loss terms (S k, N, M) of its copies), copy s*k + kl
-    holding colour c0 + kl moved by deltas[s]. One buffer for every chunk: fresh pages cost
-    more than the copy."""
+    chunk's entries, their colour - c0, network outputs (S k, N, ...) of its copies), copy
+    s*k + kl holding colour c0 + kl moved by deltas[s]. One buffer for every chunk: fresh pages
+    cost more than the copy."""
     i, t, idx = p.layer, p.tensor, p.index
     n_rows = deltas.shape[0]
     shape = net.value_of(i, t, xs).shape
@@ -223,38 +249,39 @@ def _chunks(net, p: Plan, xs, flat: np.ndarray, deltas: np.ndarray, budget: int)
         V[:] = flat
         for s in range(n_rows):
             V[s * k + kl, j] += deltas[s, sel]
-        yield c0, c1, sel, kl, net.loss.terms_stacked(net.stacked_outputs(i, t, V.reshape(n_rows * k, *shape), xs))
+        yield c0, c1, sel, kl, net.stacked_outputs(i, t, V.reshape(n_rows * k, *shape), xs)
 
 
-def _owned_sums(net, p: Plan, xs, T0: np.ndarray, deltas: np.ndarray, budget: int, progress, S, cols):
-    """:func:`region_sums` when every sample checks the same entries ``cols`` and one owner map
+class _Owned:
+    """Region sums when every sample checks the same entries ``cols`` and one owner map
     (colour, term) -> entry serves them all: one bincount per delta row and chunk."""
-    n_rows = deltas.shape[0]
-    N, M = T0.shape
-    G = len(cols)
-    rows = N if p.shared else 1
-    owner = _owners(S, cols, p.colour[:G], p.colours)
-    outside = owner < 0
-    bins = np.where(outside, G, owner)                                  # G: the terms nobody owns
-    thr = _threshold(p, T0)
-    ref = np.abs(T0) if p.shared else np.abs(T0).sum(axis=0, keepdims=True)
-    size = np.asarray((_columns(S, cols).T @ ref.T).T).reshape(-1)            # sum of |T0| over each region
-    sums = np.zeros((n_rows, rows, G + 1))
-    flat = np.asarray(net.value_of(p.layer, p.tensor, xs), dtype=np.float64).reshape(-1)
-    for c0, c1, sel, kl, T in _chunks(net, p, xs, flat, deltas, budget):
-        k = c1 - c0
-        D = np.subtract(T, T0, out=T) if p.shared else (T - T0).sum(axis=1, keepdims=True)
+
+    def __init__(self, p: Plan, T0: np.ndarray, S, cols: np.ndarray, n_rows: int):
+        N, M = T0.shape
+        self.p, self.T0, self.G, self.rows = p, T0, len(cols), (N if p.shared else 1)
+        owner = _owners(S, cols, p.colour[:self.G], p.colours)
+        self.outside = owner < 0
+        self.bins = np.where(self.outside, self.G, owner)               # G: the terms nobody owns
+        self.thr = _threshold(p, T0)
+        ref = np.abs(T0) if p.shared else np.abs(T0).sum(axis=0, keepdims=True)
+        self.size = np.asarray((_columns(S, cols).T @ ref.T).T).reshape(-1)   # sum of |T0| over each region
+        self.sums = np.zeros((n_rows, self.rows, self.G + 1))
+
+    def add(self, c0, c1, sel, kl, T):
+        p, rows, G = self.p, self.rows, self.G
+        n_rows, k, M = self.sums.shape[0], c1 - c0, self.T0.shape[1]
+        D = np.subtract(T, self.T0, out=T) if p.shared else (T - self.T0).sum(axis=1, keepdims=True)
         D = D.reshape(n_rows, k, rows, M)
-        lab = (np.arange(rows)[None, :, None] * (G + 1) + bins[c0:c1, None, :]).reshape(-1)
+        lab = (np.arange(rows)[None, :, None] * (G + 1) + self.bins[c0:c1, None, :]).reshape(-1)
         for s in range(n_rows):
-            sums[s] += np.bincount(lab, D[s].reshape(-1), minlength=rows * (G + 1)).reshape(rows, G + 1)
-        over = np.abs(D, out=D) > thr
-        if np.any(np.logical_and(over, outside[None, c0:c1, None, :], out=over)):
+            self.sums[s] += np.bincount(lab, D[s].reshape(-1), minlength=rows * (G + 1)).reshape(rows, G + 1)
+        over = np.abs(D, out=D) > self.thr
+        if np.any(np.logical_and(over, self.outside[None, c0:c1, None, :], out=over)):
             raise StructureViolated(f"layers[{p.layer}].{p.tensor}")
-        if progress:
-            progress(len(sel))
-    moved = sums[:, :, :G].reshape(n_rows, -1)                          # (copy row, entry) -> position
-    return moved, np.broadcast_to(size, moved.shape)
+
+    def result(self):
+        moved = self.sums[:, :, :self.G].reshape(self.sums.shape[0], -1)   # (copy row, entry) -> position
+        return moved, np.broadcast_to(self.size, moved.shape)
 
 
 def sample_terms(net, i: int, tensor: str, xs: list[np.ndarray], index: np.ndarray, deltas: np.ndarray,
