@@ -57,9 +57,12 @@ TARGETS = {"M": {"speedup": 40.0, "memory_ratio": 1 / 20}, "L": {"seconds": 10.0
            "LENET": {"speedup": 100.0, "bytes": 2**29}, "VGG": {"seconds": 8.0, "bytes": 1.5 * 2**30}}
 
 
+CPU: dict[int, float] = {}     # id of a measure() result -> that process's user + system seconds
+
+
 def measure(cmd: list[str], root: Path = ROOT) -> tuple[float, int, int, str]:
     """Run ``cmd``; (wall seconds, peak RSS bytes, exit code, stdout) of that one process, with
-    the gradcheck_cli of source tree ``root``."""
+    the gradcheck_cli of source tree ``root``; its CPU seconds in ``CPU[id(result)]`` (:func:`cpu`)."""
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
@@ -72,7 +75,14 @@ def measure(cmd: list[str], root: Path = ROOT) -> tuple[float, int, int, str]:
         text, errors = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if code not in (0, 1) or not text.strip():
         sys.stderr.write(errors[-2000:])
-    return seconds, usage.ru_maxrss * 1024, code, text
+    result = (seconds, usage.ru_maxrss * 1024, code, text)
+    CPU[id(result)] = usage.ru_utime + usage.ru_stime     # steadier than wall time on a busy machine
+    return result
+
+
+def cpu(runs) -> float:
+    """Median CPU seconds of the measure() results ``runs``."""
+    return statistics.median(CPU[id(r)] for r in runs)
 
 
 def gib(n: float) -> str:
@@ -188,13 +198,13 @@ def main() -> int:
         ours_t = statistics.median(r[0] for r in runs)
         ours_m = max(r[1] for r in runs)
         print(f"{name:<5} {'gradcheck run':<32} {entries:>9,} {evals:>10,} {ours_t:>9.2f}s {gib(ours_m):>10}  "
-              f"median of {len(runs)}, exit {'/'.join(map(str, sorted(codes)))}")
+              f"median of {len(runs)}, exit {'/'.join(map(str, sorted(codes)))}, CPU {cpu(runs):.2f}s")
         verdicts.append((f"{name}: exits 0", codes == {0}))
         if base:
             base_t = statistics.median(r[0] for r in base)
             print(f"{name:<5} {'gradcheck run (baseline)':<32} {'':>9} {'':>10} {base_t:>9.2f}s "
                   f"{gib(max(r[1] for r in base)):>10}  {args.baseline}, median of {len(base)}: "
-                  f"{base_t / ours_t:.2f}x slower than this build")
+                  f"{base_t / ours_t:.2f}x slower than this build, CPU {cpu(base):.2f}s")
             verdicts.append((f"{name}: no slower than the baseline (10% noise allowed)", ours_t <= 1.1 * base_t))
         if name in ("M", "L"):
             net, net_base = [], []

@@ -64,7 +64,9 @@ def region_sums_of(net, losses: list, p, xs, deltas: np.ndarray, budget: int, pr
     S = p.structure.tocsc() if p.structure is not None else None
     cols = _uniform(p) if S is not None else None
     if cols is not None and p.colours * losses[0][1].shape[1] <= OWNER_MAX:
-        sums = [_Owned(p, T0, S, cols, deltas.shape[0]) for _, T0 in losses]
+        sums = []
+        for _, T0 in losses:       # the owner map is the plan's: made once for every loss
+            sums.append(_Owned(p, T0, S, cols, deltas.shape[0], sums[0] if sums else None))
     else:
         sums = [_Gathered(p, T0, S, deltas.shape[0]) for _, T0 in losses]
     for c0, c1, sel, kl, y in _chunks(net, p, xs, flat, deltas, budget):
@@ -141,12 +143,15 @@ class _Owned:
     """Region sums when every sample checks the same entries ``cols`` and one owner map
     (colour, term) -> entry serves them all: one bincount per delta row and chunk."""
 
-    def __init__(self, p, T0: np.ndarray, S, cols: np.ndarray, n_rows: int):
+    def __init__(self, p, T0: np.ndarray, S, cols: np.ndarray, n_rows: int, like: "_Owned | None" = None):
         N, M = T0.shape
         self.p, self.T0, self.G, self.rows = p, T0, len(cols), (N if p.shared else 1)
-        owner = _owners(S, cols, p.colour[:self.G], p.colours)
-        self.outside = owner < 0
-        self.bins = np.where(self.outside, self.G, owner)               # G: the terms nobody owns
+        if like is not None:
+            self.outside, self.bins = like.outside, like.bins
+        else:
+            owner = _owners(S, cols, p.colour[:self.G], p.colours)
+            self.outside = owner < 0
+            self.bins = np.where(self.outside, self.G, owner)           # G: the terms nobody owns
         self.thr = _threshold(p, T0)
         ref = np.abs(T0) if p.shared else np.abs(T0).sum(axis=0, keepdims=True)
         self.size = np.asarray((_columns(S, cols).T @ ref.T).T).reshape(-1)   # sum of |T0| over each region
