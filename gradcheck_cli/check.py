@@ -111,8 +111,10 @@ class Prepared:
 
 def prepare(case: Case, sample: int | None = None, forms: tuple[str, ...] | None = None,
             memory_limit: int | None = None, on_estimate: Callable[[Any], None] | None = None,
-            mode: str | None = None) -> Prepared:
-    """Build the network, its views and plans, and refuse what would not fit (see run_case)."""
+            mode: str | None = None, budget: int | None = None) -> Prepared:
+    """Build the network, its views and plans, and refuse what would not fit (see run_case).
+    ``budget``: the chunk budget an earlier prepare of the same case settled (distribute.py's
+    workers): then no estimate, and each plan is made when a unit first needs it."""
     from . import cost, guards, numeric
 
     started = time.perf_counter()
@@ -150,16 +152,37 @@ def prepare(case: Case, sample: int | None = None, forms: tuple[str, ...] | None
     plans = []
     for v in views:     # a layer's random-cotangent view has its upstream view's plans
         same = plans and v.cotangent == "random" and views[len(plans) - 1].layers == v.layers
-        plans.append(plans[-1] if same else {(k, t): numeric.plan(v.net, k, t, picks[(i, t)])
-                                             for k, i, t in v.rows_of(skipped)})
-    est = cost.estimate_views(net, [(v.net, list(p.values())) for v, p in zip(views, plans)],
-                              len(form_names), memory_limit)
-    if on_estimate:
-        on_estimate(est)
-    if not est.fits:
-        raise cost.MemoryRefused(est.refusal())
-    return Prepared(case, mode, sample, net, form_names, skipped, picks, grads, views, plans, est.budget,
+        plans.append(plans[-1] if same else _Plans(v.net, {(k, t): picks[(i, t)] for k, i, t in v.rows_of(skipped)}))
+    if budget is None:
+        est = cost.estimate_views(net, [(v.net, list(p.values())) for v, p in zip(views, plans)],
+                                  len(form_names), memory_limit)
+        if on_estimate:
+            on_estimate(est)
+        if not est.fits:
+            raise cost.MemoryRefused(est.refusal())
+        budget = est.budget
+    return Prepared(case, mode, sample, net, form_names, skipped, picks, grads, views, plans, budget,
                     xs64, margins, resampled, started, [v.net.copies for v in views])
+
+
+class _Plans(dict):
+    """A view's plans by (layer in the view, tensor), each made on first use (numeric.plan)."""
+
+    def __init__(self, net: Network, picks: dict):
+        super().__init__({key: None for key in picks})
+        self.net, self.picks = net, picks
+
+    def __getitem__(self, key):
+        p = super().__getitem__(key)
+        if p is None:
+            from . import numeric
+
+            p = numeric.plan(self.net, *key, self.picks[key])
+            self[key] = p
+        return p
+
+    def values(self):
+        return [self[key] for key in self]
 
 
 def finish(prep: Prepared, outs: list) -> CaseResult:

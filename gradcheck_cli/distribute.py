@@ -73,12 +73,12 @@ def executor(jobs: int = 1, scheduler: str | None = None):
 
 def run_on_workers(files, cases, jobs: int, scheduler, sample, forms, limit=None, mode=None) -> list:
     """``run --jobs N`` / ``--scheduler ADDRESS``: :func:`run_cases` on :func:`executor`, with the
-    CLI's progress bar. Local workers share ``limit``; Dask workers are not limited here."""
+    CLI's progress bar. ``limit`` decides what is refused as in a one-process run; the chunks of
+    copies stay within the budget that decision settles (32 MiB at most)."""
     from .cli_runtime import _Progress
 
-    share = limit // jobs if limit and not scheduler else None
     with executor(jobs, scheduler) as pool, _Progress(f"{len(files)} cases") as bar:
-        return run_cases(files, cases, pool, sample, forms, share, mode, bar.update)
+        return run_cases(files, cases, pool, sample, forms, limit, mode, bar.update)
 
 
 def run_cases(files: list, cases: list, pool, sample=None, forms=None, limit=None, mode=None,
@@ -96,7 +96,7 @@ def run_cases(files: list, cases: list, pool, sample=None, forms=None, limit=Non
             except GradcheckError as exc:
                 jobs.append((None, [_ready(("error", exc.exit_code, str(exc)))]))
                 continue
-            jobs.append((prep, [pool.submit(_unit, args, u) for u in prep.units()]))
+            jobs.append((prep, [pool.submit(_unit, args + (prep.budget,), u) for u in prep.units()]))
         else:
             jobs.append((None, [pool.submit(_case, args)]))
     total, done = sum(len(fs) for _, fs in jobs), 0
@@ -182,10 +182,10 @@ def _unit(args, unit):
     from .check import check_unit, prepare
 
     def run():
-        if args not in _PREPARED:
-            path, sample, forms, limit, mode = args
+        if args not in _PREPARED:           # the client's estimate settled the budget: no plans made twice
+            path, sample, forms, limit, mode, budget = args
             _PREPARED.clear()
-            _PREPARED[args] = prepare(load(path), sample, forms, limit, None, mode)
+            _PREPARED[args] = prepare(load(path), sample, forms, limit, None, mode, budget)
         return check_unit(_PREPARED[args], unit)
 
     return _guard(run)
