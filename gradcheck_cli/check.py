@@ -34,6 +34,7 @@ from . import frozen, kinks
 from .cases import Case
 from .errors import CaseError
 from .local import DEFAULT_MODE, MODES_BY_NAME
+from .prepared import Plans, Prepared
 from .network import Network
 from .results import Agreement, CaseResult, Direction, Entry, Row
 from .verdict import (DEFAULT_TOLERANCE, ERR32_FACTOR, REFINE, _agreement, _float32_note,
@@ -71,42 +72,6 @@ def run_case(case: Case, sample: int | None = None, forms: tuple[str, ...] | Non
             progress(done, total)
 
     return finish(prep, [check_unit(prep, u, tick) for u in prep.units()])
-
-
-@dataclasses.dataclass
-class Prepared:
-    """A case made ready to check: the network, its views and their plans (one per tensor).
-    Everything in it follows from the case and the options, so a worker that prepares the same
-    case gets the same object (distribute.py)."""
-
-    case: Case
-    mode: str
-    sample: int | None
-    net: Network
-    form_names: list[str]
-    skipped: set[int]
-    picks: dict
-    grads: dict
-    views: list
-    plans: list[dict]
-    budget: int
-    xs64: list[np.ndarray]
-    margins: Any
-    resampled: int
-    started: float
-    base_copies: list[int]
-    _view_state: dict = dataclasses.field(default_factory=dict)
-
-    def units(self) -> list[tuple[int, tuple[int, str]]]:
-        """(view index, (layer in the view, tensor)) of every tensor check, in report order; a
-        layer's random-cotangent view goes with its upstream view (:meth:`partner`)."""
-        return [(v, key) for v, ps in enumerate(self.plans) if not (v and self.partner(v - 1)) for key in ps]
-
-    def partner(self, v: int) -> bool:
-        """Whether view v + 1 is view v's layer with the random cotangent: the same plans and
-        the same perturbed copies, only the projection differs (one run of the copies for both)."""
-        return (v + 1 < len(self.views) and self.plans[v + 1] is self.plans[v]
-                and self.views[v + 1].cotangent == "random")
 
 
 def prepare(case: Case, sample: int | None = None, forms: tuple[str, ...] | None = None,
@@ -152,7 +117,7 @@ def prepare(case: Case, sample: int | None = None, forms: tuple[str, ...] | None
     plans = []
     for v in views:     # a layer's random-cotangent view has its upstream view's plans
         same = plans and v.cotangent == "random" and views[len(plans) - 1].layers == v.layers
-        plans.append(plans[-1] if same else _Plans(v.net, {(k, t): picks[(i, t)] for k, i, t in v.rows_of(skipped)}))
+        plans.append(plans[-1] if same else Plans(v.net, {(k, t): picks[(i, t)] for k, i, t in v.rows_of(skipped)}))
     if budget is None:
         est = cost.estimate_views(net, [(v.net, list(p.values())) for v, p in zip(views, plans)],
                                   len(form_names), memory_limit)
@@ -163,26 +128,6 @@ def prepare(case: Case, sample: int | None = None, forms: tuple[str, ...] | None
         budget = est.budget
     return Prepared(case, mode, sample, net, form_names, skipped, picks, grads, views, plans, budget,
                     xs64, margins, resampled, started, [v.net.copies for v in views])
-
-
-class _Plans(dict):
-    """A view's plans by (layer in the view, tensor), each made on first use (numeric.plan)."""
-
-    def __init__(self, net: Network, picks: dict):
-        super().__init__({key: None for key in picks})
-        self.net, self.picks = net, picks
-
-    def __getitem__(self, key):
-        p = super().__getitem__(key)
-        if p is None:
-            from . import numeric
-
-            p = numeric.plan(self.net, *key, self.picks[key])
-            self[key] = p
-        return p
-
-    def values(self):
-        return [self[key] for key in self]
 
 
 def finish(prep: Prepared, outs: list) -> CaseResult:
