@@ -4,6 +4,8 @@
     python benchmarks/bench.py --cases M --repeat 5
     python benchmarks/bench.py --cases C      # a 5-layer CNN with relu / max-pool kinks
     python benchmarks/bench.py --cases LENET VGG --no-loop   # whole networks (issue 12)
+    python benchmarks/bench.py --cases WIDE --no-loop --repeat 1   # 3.4M entries: 1 process,
+                                                    # --jobs 2, a 2-worker Dask LocalCluster (issue 19)
 
 For each case it runs, as separate processes, and measures wall time (interpreter start and
 imports included) and peak memory (the child's maximum resident set size, from wait4):
@@ -17,7 +19,10 @@ imports included) and peak memory (the child's maximum resident set size, from w
 * ``torch_net.py`` — torch.autograd.gradcheck of the whole network's scalar loss (LENET), one
   thread, every entry of the input and of every parameter;
 * for M and L, ``gradcheck run --mode network`` too: the whole-loss engine the layer-local
-  default replaced, in the same run, so "no slower than before" is a ratio of one run.
+  default replaced, in the same run, so "no slower than before" is a ratio of one run;
+* for WIDE, ``gradcheck run --jobs 2`` and ``gradcheck run --scheduler ADDRESS`` on a Dask
+  ``LocalCluster(n_workers=2, threads_per_worker=1)`` started here (needs the [dask] extra);
+  the three reports must be the same bytes.
 
 Then it checks the issue's targets and that a seeded wrong entry in case L is reported at its
 index. torch is optional: ``pip install torch`` (never a dependency of gradcheck).
@@ -46,17 +51,22 @@ CASES = {
     "C": (HERE / "cnn-relu-pool.yaml", None, 0.002),     # a 5-layer CNN with kinks (no torch row)
     "LENET": (HERE / "lenet5.yaml", "net", 0.0005),       # LeNet-5, cross-entropy, 68k parameters
     "VGG": (HERE / "vgg.yaml", None, 0.0002),             # VGG-style, cross-entropy, 148k parameters
+    "WIDE": (HERE / "wide.yaml", None, 0.00002),          # a wide conv net, 3.4M entries (issue 19)
 }
 TARGETS = {"M": {"speedup": 40.0, "memory_ratio": 1 / 20}, "L": {"seconds": 10.0, "bytes": 2 * 2**30},
-           "LENET": {"speedup": 50.0, "bytes": 2**30}, "VGG": {"seconds": 20.0, "bytes": 1.5 * 2**30}}
+           "LENET": {"speedup": 100.0, "bytes": 2**29}, "VGG": {"seconds": 8.0, "bytes": 1.5 * 2**30}}
 
 
-def measure(cmd: list[str]) -> tuple[float, int, int, str]:
-    """Run ``cmd``; (wall seconds, peak RSS bytes, exit code, stdout) of that one process."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+CPU: dict[int, float] = {}     # id of a measure() result -> that process's user + system seconds
+
+
+def measure(cmd: list[str], root: Path = ROOT) -> tuple[float, int, int, str]:
+    """Run ``cmd``; (wall seconds, peak RSS bytes, exit code, stdout) of that one process, with
+    the gradcheck_cli of source tree ``root``; its CPU seconds in ``CPU[id(result)]`` (:func:`cpu`)."""
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=root)
         _, status, usage = os.wait4(proc.pid, 0)        # this child's own rusage
         seconds = time.perf_counter() - start
         proc.returncode = code = os.waitstatus_to_exitcode(status)
@@ -65,7 +75,14 @@ def measure(cmd: list[str]) -> tuple[float, int, int, str]:
         text, errors = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if code not in (0, 1) or not text.strip():
         sys.stderr.write(errors[-2000:])
-    return seconds, usage.ru_maxrss * 1024, code, text
+    result = (seconds, usage.ru_maxrss * 1024, code, text)
+    CPU[id(result)] = usage.ru_utime + usage.ru_stime     # steadier than wall time on a busy machine
+    return result
+
+
+def cpu(runs) -> float:
+    """Median CPU seconds of the measure() results ``runs``."""
+    return statistics.median(CPU[id(r)] for r in runs)
 
 
 def gib(n: float) -> str:
@@ -127,12 +144,38 @@ def seeded_wrong_entry(case: Path, where: tuple[int, ...]) -> tuple[int, list[in
     return row.failed, list(row.worst_index), seconds
 
 
+def distributed_rows(name: str, case: Path, one_t: float) -> list[tuple[str, bool]]:
+    """``--jobs 2`` and ``--scheduler`` (a 2-worker LocalCluster) on ``case``: rows and verdicts."""
+    cmd = [sys.executable, "-m", "gradcheck_cli", "run", str(case), "--format", "json"]
+    one = measure(cmd)[3]
+    t, m, code, jobs = measure(cmd + ["--jobs", "2"])
+    print(f"{name:<5} {'gradcheck run --jobs 2':<32} {'':>9} {'':>10} {t:>9.2f}s {gib(m):>10}  "
+          f"{one_t / t:.2f}x the one-process run (peak: the parent only)")
+    out = [(f"{name}: --jobs 2 gives the bytes of one process", jobs == one)]
+    try:
+        import distributed
+    except ImportError:
+        print(f"{name:<5} {'gradcheck run --scheduler':<32}  skipped: pip install 'gradcheck-cli[dask]'")
+        return out
+    start = time.perf_counter()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        up = time.perf_counter() - start
+        t, m, code, dask_out = measure(cmd + ["--scheduler", cluster.scheduler_address])
+    print(f"{name:<5} {'gradcheck run --scheduler (2 workers)':<32} {'':>9} {'':>10} {t:>9.2f}s {gib(m):>10}  "
+          f"{one_t / t:.2f}x the one-process run; LocalCluster start {up:.1f}s, not counted")
+    out.append((f"{name}: --scheduler gives the bytes of one process", dask_out == one))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", nargs="+", default=["M", "L"], choices=list(CASES))
     ap.add_argument("--repeat", type=int, default=3, help="runs of gradcheck per case (median)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-loop", action="store_true")
+    ap.add_argument("--baseline", type=Path, help="another source tree (e.g. a `git worktree` of main): its "
+                                                  "`gradcheck run` timed in the same run, alternating")
     args = ap.parse_args()
     have_torch = importlib.util.find_spec("torch") is not None and not args.no_torch
     print(f"# gradcheck benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
@@ -145,26 +188,48 @@ def main() -> int:
     for name in args.cases:
         case, targs, fraction = CASES[name]
         evals, entries = evaluations(case)
-        runs = [measure([sys.executable, "-m", "gradcheck_cli", "run", str(case)]) for _ in range(args.repeat)]
+        cmd = [sys.executable, "-m", "gradcheck_cli", "run", str(case)]
+        runs, base = [], []
+        for _ in range(args.repeat):        # with --baseline, the two builds alternate
+            runs.append(measure(cmd))
+            if args.baseline:
+                base.append(measure(cmd, args.baseline))
         codes = {r[2] for r in runs}
         ours_t = statistics.median(r[0] for r in runs)
         ours_m = max(r[1] for r in runs)
         print(f"{name:<5} {'gradcheck run':<32} {entries:>9,} {evals:>10,} {ours_t:>9.2f}s {gib(ours_m):>10}  "
-              f"median of {len(runs)}, exit {'/'.join(map(str, sorted(codes)))}")
+              f"median of {len(runs)}, exit {'/'.join(map(str, sorted(codes)))}, CPU {cpu(runs):.2f}s")
         verdicts.append((f"{name}: exits 0", codes == {0}))
+        if base:
+            base_t = statistics.median(r[0] for r in base)
+            print(f"{name:<5} {'gradcheck run (baseline)':<32} {'':>9} {'':>10} {base_t:>9.2f}s "
+                  f"{gib(max(r[1] for r in base)):>10}  {args.baseline}, median of {len(base)}: "
+                  f"{base_t / ours_t:.2f}x slower than this build, CPU {cpu(base):.2f}s")
+            verdicts.append((f"{name}: no slower than the baseline (10% noise allowed)", ours_t <= 1.1 * base_t))
         if name in ("M", "L"):
-            net = [measure([sys.executable, "-m", "gradcheck_cli", "run", str(case), "--mode", "network"])
-                   for _ in range(args.repeat)]
+            net, net_base = [], []
+            for _ in range(args.repeat):
+                net.append(measure(cmd + ["--mode", "network"]))
+                if args.baseline:
+                    net_base.append(measure(cmd + ["--mode", "network"], args.baseline))
             net_t = statistics.median(r[0] for r in net)
             print(f"{name:<5} {'gradcheck run --mode network':<32} {'':>9} {'':>10} {net_t:>9.2f}s "
                   f"{gib(max(r[1] for r in net)):>10}  the whole-loss engine, median of {len(net)}")
             verdicts.append((f"{name}: the local engine no slower than --mode network (10% noise allowed)",
                              ours_t <= 1.1 * net_t))
+            if net_base:
+                nb = statistics.median(r[0] for r in net_base)
+                print(f"{name:<5} {'  --mode network (baseline)':<32} {'':>9} {'':>10} {nb:>9.2f}s "
+                      f"{gib(max(r[1] for r in net_base)):>10}  median of {len(net_base)}")
+                verdicts.append((f"{name}: --mode network no slower than the baseline (10% noise allowed)",
+                                 net_t <= 1.1 * nb))
         if name in ("LENET", "VGG"):
             tgt = TARGETS[name]
             verdicts.append((f"{name}: peak memory within {gib(tgt['bytes'])}", ours_m <= tgt["bytes"]))
             if "seconds" in tgt:
                 verdicts.append((f"{name}: under {tgt['seconds']:.0f} s", ours_t < tgt["seconds"]))
+        if name == "WIDE":
+            verdicts += distributed_rows(name, case, ours_t)
         if have_torch and targs == "net":
             t, m, code, out = measure([sys.executable, str(HERE / "torch_net.py"), str(case)])
             info = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"ok": None}

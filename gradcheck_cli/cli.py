@@ -12,7 +12,7 @@ import click
 
 from . import __version__
 from .cli_runtime import (EXIT_BAD_INPUT, EXIT_MISMATCH, EXIT_OK, _emit, _Group, _one_blas_thread,  # noqa: F401
-                          _Progress, _run_parallel, _timed)
+                          _Progress, _timed)
 from .errors import GradcheckError
 from .outfiles import write_text
 
@@ -44,7 +44,9 @@ def main() -> None:
               help="Check only this form (repeatable): kron, correlation, spray, custom, or a derivation "
                    "an expression layer names. Default: the case's forms, else all.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Check N cases at once in parallel processes; the output is the same as with 1.")
+              help="Check in N parallel processes (cases, and the layers of a big case); the output is the same as with 1.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Send the checks to a running Dask scheduler (e.g. tcp://host:8786); needs the [dask] extra.")
 @click.option("--max-memory", metavar="SIZE",
               help="Refuse a check whose estimated peak memory exceeds SIZE (e.g. 2GiB, 500M). "
                    "Default: $GRADCHECK_MAX_MEMORY, else 90% of the available memory.")
@@ -56,7 +58,7 @@ def main() -> None:
               help="github: an ::error line per failing row at its layer's line, the markdown report "
                    "appended to $GITHUB_STEP_SUMMARY. auto: github when GITHUB_ACTIONS=true.")
 def run(paths, fmt, output, junit_xml, html_file, verbose, save_arrays, sample, forms, jobs, max_memory, mode,
-        annotations) -> None:
+        annotations, scheduler) -> None:
     """Check the cases in PATHS (files, or folders: every *.yaml inside)."""
     _one_blas_thread()
     from .cases import discover, load
@@ -70,9 +72,10 @@ def run(paths, fmt, output, junit_xml, html_file, verbose, save_arrays, sample, 
     cases = [load(f) for f in files]
     _known_forms(forms, cases)
     limit = memory_limit(max_memory)
-    if jobs > 1 and len(files) > 1:
-        share = limit // min(jobs, len(files)) if limit else None     # the workers run side by side
-        results = _run_parallel(files, jobs, sample, tuple(forms) or None, share, mode)
+    if jobs > 1 or scheduler:
+        from .distribute import run_on_workers
+
+        results = run_on_workers(files, cases, jobs, scheduler, sample, tuple(forms) or None, limit, mode)
     else:
         results = []
         for case in cases:

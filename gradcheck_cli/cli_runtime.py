@@ -23,6 +23,15 @@ EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 # --jobs worker processes: fork where it is the platform's default (Linux: no re-import, ~1 s
 # less per worker), else spawn (macOS, Windows). The output is the same either way.
 _START = "fork" if sys.platform.startswith("linux") else "spawn"
+_THREADED = ("jax", "torch")     # runtimes whose threads a fork copies in an unknown state
+
+
+def start_method() -> str:
+    """How to start --jobs workers now: not fork once a multithreaded runtime (a torch or jax
+    case) is loaded, since a forked child can deadlock on a lock one of its threads held."""
+    if _START == "fork" and any(m in sys.modules for m in _THREADED):
+        return "forkserver"
+    return _START
 
 
 EXIT_INTERNAL = 3
@@ -186,47 +195,6 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     warnings.filterwarnings("ignore", _FLOAT_WARNINGS, RuntimeWarning)
-
-
-def _check_file(path: str, sample, forms, limit=None, mode=None):
-    """One case in a worker process: ("ok", result) or ("error", exit code, message)."""
-    from .cases import load
-    from .check import run_case
-
-    try:
-        return "ok", _timed(run_case, load(path), sample=sample, forms=forms, memory_limit=limit, mode=mode)
-    except GradcheckError as exc:   # sent back as text: not every error class can be pickled
-        return "error", exc.exit_code, str(exc)
-    except MemoryError:
-        return "error", EXIT_BAD_INPUT, f"{path}: out of memory: this case needs more memory than the machine has"
-
-
-def _run_parallel(files, jobs: int, sample, forms, limit=None, mode=None) -> list:
-    """Check ``files`` in up to ``jobs`` processes; results (and the first error) in file order.
-    On any exception (an error, SIGINT, SIGTERM) the workers are killed, not waited for."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    pool = ProcessPoolExecutor(min(jobs, len(files)), mp_context=multiprocessing.get_context(_START),
-                               initializer=_worker_init)
-    try:
-        futures = [pool.submit(_check_file, str(f), sample, forms, limit, mode) for f in files]
-        with _Progress(f"{len(files)} cases") as bar:
-            for k, _ in enumerate(as_completed(futures), 1):
-                bar.update(k, len(files))
-        results = []
-        for fut in futures:
-            out = fut.result()
-            if out[0] == "error":
-                exc = GradcheckError(out[2])
-                exc.exit_code = out[1]
-                raise exc
-            results.append(out[1])
-    except BaseException:
-        _kill_pool(pool)
-        raise
-    pool.shutdown()
-    return results
 
 
 def _kill_pool(pool) -> None:

@@ -69,22 +69,71 @@ def losses(net, i: int, t: str, values: np.ndarray, xs: list[np.ndarray]) -> np.
     return net.loss.value_stacked(np.stack(outs)) + net.stacked_reg(i, t, values)
 
 
+class _Frozen:
+    """A layer with its selections fixed as at its input ``at``: ``forward`` is its frozen
+    forward (:func:`layer_out`); everything else (structure, per_sample, workspace) is the
+    layer's own. A frozen selection depends on a subset of the inputs the layer's structure
+    declares, so the layer's structure still covers it."""
+
+    def __init__(self, layer, at: np.ndarray):
+        self._layer, self._at = layer, at
+
+    def __getattr__(self, name):
+        return getattr(self._layer, name)
+
+    def forward(self, h, params):
+        return layer_out(self._layer, h, params, self._at)
+
+
+def frozen_network(net, xs: list[np.ndarray]):
+    """``net`` with every layer frozen at its input in ``xs`` (its own copy counter)."""
+    import dataclasses
+
+    return dataclasses.replace(net, layers=[_Frozen(layer, x) for layer, x in zip(net.layers, xs)],
+                               copies=0)
+
+
 def differences(net, i: int, t: str, xs: list[np.ndarray], base: np.ndarray, index: np.ndarray,
                 step: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Central differences of the frozen network for the flat entries ``index`` (steps ``step``):
     (values, rounding estimate, |right - left| one-sided gap). A gap means the step still crosses
-    a kink the frozen network does not freeze (a layer without ``frozen_forward``)."""
+    a kink the frozen network does not freeze (a layer without ``frozen_forward``).
+
+    Coloured like the central differences (numeric.coloured): a frozen ReLU or max-pool is
+    linear, its structure the layer's, so entries whose regions do not overlap share a copy;
+    one entry per copy when the structure proves too small or samples mix."""
+    from . import numeric
+
+    fnet = frozen_network(net, xs)
+    p = numeric.plan(fnet, i, t, index)
+    try:
+        if p.method != "coloured":
+            raise numeric.StructureViolated(f"layers[{i}].{t}")
+        T0 = fnet.base_terms(xs)
+        numer = numeric.coloured_differences(fnet, p, xs, T0, budget=CHUNK_BYTES, h=step)
+        out = numer.values, numer.noise, np.abs(numer.dplus + numer.dminus) / step
+    except numeric.StructureViolated:
+        out = _per_entry(net, i, t, xs, base, index, step)
+    net.copies += fnet.copies
+    return out
+
+
+def _per_entry(net, i: int, t: str, xs: list[np.ndarray], base: np.ndarray, index: np.ndarray,
+               step: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`differences` with one entry per pair of copies."""
     flat = np.asarray(base, np.float64).reshape(-1)
     L0 = losses(net, i, t, flat.reshape(1, *base.shape), xs)[0]
     per = max(1, CHUNK_BYTES // max(1, 2 * 8 * flat.size))
     plus, minus = np.empty(len(index)), np.empty(len(index))
+    V = np.empty((2 * min(per, len(index)), flat.size))
     for s in range(0, len(index), per):
         j, h = index[s:s + per], step[s:s + per]
         k = len(j)
-        V = np.repeat(flat[None], 2 * k, axis=0)
-        V[np.arange(k), j] += h
-        V[k + np.arange(k), j] -= h
-        L = losses(net, i, t, V.reshape(2 * k, *base.shape), xs)
+        W = V[:2 * k]
+        W[:] = flat
+        W[np.arange(k), j] += h
+        W[k + np.arange(k), j] -= h
+        L = losses(net, i, t, W.reshape(2 * k, *base.shape), xs)
         plus[s:s + k], minus[s:s + k] = L[:k], L[k:]
     noise = NOISE_FACTOR * U64 * (np.abs(plus) + np.abs(minus)) / (2 * step)
     return (plus - minus) / (2 * step), noise, np.abs(plus + minus - 2 * L0) / step

@@ -7,8 +7,29 @@ never do.
 from __future__ import annotations
 
 import importlib
+import sys
 from types import ModuleType
 from typing import Any
+
+# numpy submodules scipy (>= 1.15, its array_api_compat copy of numpy's namespace) imports
+# although nothing here uses them: numpy.f2py alone (with charset_normalizer) is ~0.2 s
+_UNUSED_NUMPY = frozenset({"f2py", "testing"})
+
+
+def import_module(name: str) -> ModuleType:
+    """``importlib.import_module(name)``; for scipy, with numpy's unused submodules hidden from
+    the namespace copy its import makes (numpy itself is untouched once the import is done)."""
+    if not name.startswith("scipy") or name in sys.modules:
+        return importlib.import_module(name)
+    import numpy
+
+    old_all, old_dir = numpy.__all__, numpy.__dir__
+    numpy.__all__ = [n for n in old_all if n not in _UNUSED_NUMPY]
+    numpy.__dir__ = lambda: [n for n in old_dir() if n not in _UNUSED_NUMPY]
+    try:
+        return importlib.import_module(name)
+    finally:
+        numpy.__all__, numpy.__dir__ = old_all, old_dir
 
 
 class LazyModule(ModuleType):
@@ -22,7 +43,7 @@ class LazyModule(ModuleType):
         if attr.startswith("__") or attr == "_module":
             raise AttributeError(attr)
         if self._module is None:
-            self._module = importlib.import_module(self.__name__)
+            self._module = import_module(self.__name__)
         return getattr(self._module, attr)
 
 

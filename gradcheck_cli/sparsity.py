@@ -19,9 +19,9 @@ MAX_NNZ = 64 * 2**20    # larger structures are treated as dense (memory and tim
 
 
 def _sp():
-    import scipy.sparse as sp
+    from .lazy import import_module
 
-    return sp
+    return import_module("scipy.sparse")
 
 
 def identity(n: int):

@@ -79,7 +79,10 @@ def pad2d(x: np.ndarray, padding) -> np.ndarray:
     (pt, pb), (pl, pr) = pads(padding)
     if pt == pb == pl == pr == 0:
         return x
-    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(pt, pb), (pl, pr)])
+    *lead, H, W = x.shape
+    out = np.zeros((*lead, H + pt + pb, W + pl + pr), dtype=x.dtype)   # np.pad costs ~0.2 ms a call
+    out[..., pt:pt + H, pl:pl + W] = x
+    return out
 
 
 def unpad2d(xp: np.ndarray, padding, shape: Pair) -> np.ndarray:
@@ -152,8 +155,10 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray | None,
     Wm = W.reshape(O, -1)
     y = np.empty((N, O, Ho * Wo), dtype=np.result_type(x, W))
     block = max(1, COLUMNS_BLOCK // max(1, Wm.shape[1] * Ho * Wo * x.itemsize))
+    xp = pad2d(x, padding) if block < N else x      # padded once, not once per block
+    pad = (0, 0) if block < N else padding
     for s in range(0, N, block):         # a few samples at a time: their columns stay in cache
-        np.matmul(Wm, columns(x[s:s + block], (kh, kw), stride, padding), out=y[s:s + block])
+        np.matmul(Wm, columns(xp[s:s + block], (kh, kw), stride, pad), out=y[s:s + block])
     y = y.reshape(N, O, Ho, Wo)
     if b is not None:
         y += b[None, :, None, None]

@@ -81,6 +81,15 @@ STRATEGIES = {"per-entry": per_entry, "coloured": coloured}
 
 def differentiate(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, L0: float,
                   eps: float | None = None, budget: int = DEFAULT_BUDGET,
-                  progress: Callable[[int], None] | None = None) -> Numerical:
-    """Numerical derivatives of the entries of plan ``p``, by the plan's method."""
-    return STRATEGIES[p.method](net, p, xs, T0, L0, eps, budget, progress)
+                  progress: Callable[[int], None] | None = None, also: tuple = ()) -> Numerical | list[Numerical]:
+    """Numerical derivatives of the entries of plan ``p``, by the plan's method. ``also``:
+    (network, T0, L0) of views that differ from ``net`` only in their loss; coloured plans run
+    their copies once for all of them. Then a list, ``net``'s first."""
+    if not also:
+        return STRATEGIES[p.method](net, p, xs, T0, L0, eps, budget, progress)
+    if p.method == "coloured":
+        try:
+            return coloured_differences(net, p, xs, T0, eps, budget, progress, also=[(n, t) for n, t, _ in also])
+        except StructureViolated:
+            pass
+    return [per_entry(n, p, xs, t, l, eps, budget, None) for n, t, l in [(net, T0, L0), *also]]

@@ -14,7 +14,7 @@ import numpy as np
 U64 = float(np.finfo(np.float64).eps)
 DEFAULT_EPS = U64 ** (1.0 / 3.0)
 NOISE_FACTOR = 32.0     # rounding error of one loss evaluation, in units of u * |L|
-DEFAULT_BUDGET = 256 * 2**20   # bytes of perturbed copies alive at once
+DEFAULT_BUDGET = 32 * 2**20   # bytes of perturbed copies alive at once: arrays under glibc's 32 MiB mmap threshold reuse the heap's pages
 
 
 @dataclasses.dataclass

@@ -10,9 +10,8 @@ from typing import Callable
 import numpy as np
 
 from .central import DEFAULT_BUDGET, NOISE_FACTOR, U64, Numerical, steps
+from .regions import OWNER_MAX, VALIDATE, StructureViolated, _threshold, region_sums_of  # noqa: F401
 
-VALIDATE = 1e4   # a term outside every perturbed region may move by this many u * |term|
-OWNER_MAX = 2**22  # entries of the owner map (colours x terms); larger plans gather instead
 
 
 @dataclasses.dataclass
@@ -57,6 +56,7 @@ def plan(net, i: int, tensor: str, index: np.ndarray) -> Plan:
     if not net.per_sample_from(i):
         return Plan(i, tensor, shape, index, np.arange(len(index)), len(index), False, None, "per-entry")
     S = net.structure(i, tensor)
+    S = S.tocsc() if S is not None else None      # column access from here on: convert once
     if S is None and (tensor != "x" or shape[0] == 1):
         # every entry's region is every term: nothing to share and nothing a probe could catch
         return Plan(i, tensor, shape, index, np.arange(len(index)), len(index), False, None, "per-entry")
@@ -81,64 +81,38 @@ def plan(net, i: int, tensor: str, index: np.ndarray) -> Plan:
     return Plan(i, tensor, shape, index, colour, n_colours, True, S, "coloured")
 
 
-class StructureViolated(Exception):
-    """A loss term outside every perturbed region moved: the declared structure is too small."""
-
-
-def _uniform(p: Plan) -> np.ndarray | None:
-    """The entries of one sample (x) or of the tensor (parameters) when every sample checks the
-    same ones: then one owner map per colour serves every sample. None otherwise."""
-    if not p.shared:
-        return p.index
-    E = p.per_sample_size
-    N = p.shape[0]
-    if len(p.index) % N:
-        return None
-    e = p.index[: len(p.index) // N]
-    if np.array_equal(p.index, (np.arange(N)[:, None] * E + e[None, :]).reshape(-1)):
-        return e
-    return None
-
-
-def _owners(S, cols: np.ndarray, colour: np.ndarray, colours: int) -> np.ndarray:
-    """owner[c, r] = position in ``cols`` of the entry of colour c whose region holds term r
-    (at most one, by the colouring), or -1."""
-    sub = S[:, cols].tocoo()
-    owner = np.full((colours, S.shape[0]), -1, dtype=np.int64)
-    owner[colour[sub.col], sub.row] = sub.col
-    return owner
-
-
 def coloured_differences(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray,
                          eps: float | None = None, budget: int = DEFAULT_BUDGET,
-                         progress: Callable[[int], None] | None = None) -> Numerical:
+                         progress: Callable[[int], None] | None = None, h: np.ndarray | None = None,
+                         also: tuple = ()) -> Numerical | list[Numerical]:
     """Central differences of the entries of ``p`` with ``p.colours`` pairs of copies.
 
-    ``T0``: the loss terms (N, M) at the unperturbed point.
+    ``T0``: the loss terms (N, M) at the unperturbed point; ``h``: the steps (default: from eps).
+    ``also``: (network, T0) of other views that differ from ``net`` only in their loss (a layer's
+    random cotangent, local.py): the same copies serve them, each copy is run once, and the
+    result is the list of every view's Numerical, ``net``'s first.
     Raises :class:`StructureViolated` when a copy moved a term outside its perturbed regions.
     """
     i, t = p.layer, p.tensor
     flat = np.asarray(net.value_of(i, t, xs), dtype=np.float64).reshape(-1)
     idx = p.index
-    h = steps(flat[idx], eps)
-    _probe(net, p, xs, T0, flat, h)
-    moved, size = region_sums(net, p, xs, T0, np.stack([h, -h]), budget, progress)
-    (dplus, dminus), absum = moved, size.sum(axis=0)
-    reg = net.reg_terms(i, t, flat[idx])
-    if reg is not None:
-        v = flat[idx]
-        up, down = net.reg_terms(i, t, v + h), net.reg_terms(i, t, v - h)
-        dplus, dminus, absum = dplus + (up - reg), dminus + (down - reg), absum + up + down
-    values = (dplus - dminus) / (2 * h)
-    noise = NOISE_FACTOR * U64 * absum / (2 * h)
-    return Numerical(idx, values, noise, h, dplus, dminus, f"coloured ({p.colours} colours)")
-
-
-def _threshold(p: Plan, T0: np.ndarray) -> np.ndarray:
-    """How far a loss term outside every perturbed region may move (rounding): (N, M) for x,
-    (M,) for parameters (their terms are summed over the samples)."""
-    ref = np.abs(T0) if p.shared else np.abs(T0).sum(axis=0)
-    return VALIDATE * U64 * (ref + ref.mean())
+    h = steps(flat[idx], eps) if h is None else h
+    views = [(net, T0), *also]
+    for n_, T0_ in views:
+        _probe(n_, p, xs, T0_, flat, h)
+    sums = region_sums_of(net, [(n_.loss, T0_) for n_, T0_ in views], p, xs, np.stack([h, -h]), budget, progress)
+    out = []
+    for (n_, _), (moved, size) in zip(views, sums):
+        (dplus, dminus), absum = moved, size.sum(axis=0)
+        reg = n_.reg_terms(i, t, flat[idx])
+        if reg is not None:
+            v = flat[idx]
+            up, down = n_.reg_terms(i, t, v + h), n_.reg_terms(i, t, v - h)
+            dplus, dminus, absum = dplus + (up - reg), dminus + (down - reg), absum + up + down
+        values = (dplus - dminus) / (2 * h)
+        noise = NOISE_FACTOR * U64 * absum / (2 * h)
+        out.append(Numerical(idx, values, noise, h, dplus, dminus, f"coloured ({p.colours} colours)"))
+    return out if also else out[0]
 
 
 def region_sums(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, deltas: np.ndarray,
@@ -148,79 +122,11 @@ def region_sums(net, p: Plan, xs: list[np.ndarray], T0: np.ndarray, deltas: np.n
 
     One copy per (row, colour): entry j shares it with the other entries of its colour. Returns
     (moved, size), both (S, n): moved = sum over the region of T(v + d e_j) - T(v) (for x: the
-    terms of j's own sample, the only ones it reaches), size = sum of |T(v + d e_j)| there.
+    terms of j's own sample, the only ones it reaches), size = sum of |T| there (at v when one
+    owner map serves every sample, at v + d e_j otherwise: equal to O(d)).
     Raises :class:`StructureViolated` when a term outside every region of a copy moved.
     """
-    i, t = p.layer, p.tensor
-    base = np.asarray(net.value_of(i, t, xs), dtype=np.float64)
-    flat = base.reshape(-1)
-    idx = p.index
-    n, n_rows = len(idx), deltas.shape[0]
-    E = p.per_sample_size
-    N, M = T0.shape
-    thr = _threshold(p, T0)
-    rows = N if p.shared else 1                     # copy rows per perturbed copy
-    S = p.structure.tocsc() if p.structure is not None else None
-    cols = _uniform(p) if S is not None else None
-    owner = None
-    if cols is not None and p.colours * M <= OWNER_MAX:
-        G = len(cols)
-        owner = _owners(S, cols, p.colour[:G], p.colours)
-        sums = np.zeros((2, n_rows, rows, G))       # moved, size per (delta row, copy row, entry)
-    moved, size = np.zeros((n_rows, n)), np.zeros((n_rows, n))
-
-    order = np.argsort(p.colour, kind="stable")
-    bounds = np.searchsorted(p.colour[order], np.arange(p.colours + 1))
-    K = max(1, min(p.colours, budget // max(1, n_rows * net.copy_bytes(i, t))))
-    for c0 in range(0, p.colours, K):
-        c1 = min(p.colours, c0 + K)
-        k = c1 - c0
-        sel = order[bounds[c0]:bounds[c1]]
-        j, kl = idx[sel], p.colour[sel] - c0
-        V = np.empty((n_rows * k, flat.size))
-        V[:] = flat
-        for s in range(n_rows):                     # copy s*k + kl: colour c0 + kl moved by deltas[s]
-            V[s * k + kl, j] += deltas[s, sel]
-        T = net.loss.terms_stacked(net.stacked_outputs(i, t, V.reshape(n_rows * k, *base.shape), xs))  # (S k, N, M)
-        del V
-        D = T - T0
-        if not p.shared:
-            D, T = D.sum(axis=1, keepdims=True), np.abs(T).sum(axis=1, keepdims=True)
-        else:
-            T = np.abs(T)
-        D, T = D.reshape(n_rows, k, rows, M), T.reshape(n_rows, k, rows, M)
-        if owner is not None:
-            own = owner[c0:c1]                                               # (k, M)
-            lab = np.where(own[:, None, :] < 0, rows * G,
-                           np.arange(rows)[None, :, None] * G + own[:, None, :]).reshape(-1)
-            for s in range(n_rows):
-                for q, W in ((0, D), (1, T)):
-                    sums[q, s] += np.bincount(lab, W[s].reshape(-1),
-                                              minlength=rows * G + 1)[:-1].reshape(rows, G)
-            outside = np.broadcast_to(own[:, None, :] < 0, (k, rows, M))
-            if np.any((np.abs(D) > (thr if p.shared else thr[None])) & outside):
-                raise StructureViolated(f"layers[{i}].{t}")
-        else:
-            sample, e = np.divmod(j, E) if p.shared else (np.zeros(len(j), dtype=np.int64), j)
-            at = kl * rows + sample                                          # copy row of each entry
-            D, T = D.reshape(n_rows, k * rows, M), T.reshape(n_rows, k * rows, M)
-            if S is None:   # each entry's region: every term of its sample(s)
-                moved[:, sel], size[:, sel] = D[:, at].sum(axis=2), T[:, at].sum(axis=2)
-            else:           # entries differ between samples (--sample): gather each region
-                counts = S.indptr[e + 1] - S.indptr[e]
-                who = np.repeat(np.arange(len(j)), counts)
-                r = S.indices[np.repeat(S.indptr[e] - np.cumsum(counts) + counts, counts) + np.arange(who.size)]
-                for s in range(n_rows):
-                    moved[s, sel] = np.bincount(who, D[s, at[who], r], minlength=len(j))
-                    size[s, sel] = np.bincount(who, T[s, at[who], r], minlength=len(j))
-                D[:, at[who], r] = 0.0                   # what remains must not have moved
-                if np.any(np.abs(D.reshape(n_rows, k, -1)) > thr.reshape(-1)):
-                    raise StructureViolated(f"layers[{i}].{t}")
-        if progress:
-            progress(len(sel))
-    if owner is not None:                           # (copy row, entry) -> position in idx
-        moved, size = sums[0].reshape(n_rows, -1), sums[1].reshape(n_rows, -1)
-    return moved, size
+    return region_sums_of(net, [(net.loss, T0)], p, xs, deltas, budget, progress)[0]
 
 
 def sample_terms(net, i: int, tensor: str, xs: list[np.ndarray], index: np.ndarray, deltas: np.ndarray,
