@@ -22,6 +22,7 @@ MAX_ENTRIES = 1 << 40      # entries of one tensor: 8 TiB in float64, beyond any
 MAX_DIMS = 32              # axes of one tensor (numpy allows 64)
 MAX_DEPTH = 32             # nesting levels of the document (a case needs about 5)
 MAX_NODES = 100_000        # values in the document with every alias expanded
+FAST_OVER = 64 << 10       # texts longer than this are parsed by libyaml (same rules)
 
 
 class RefusedYAML(Exception):
@@ -37,6 +38,23 @@ def _strict_loader():
     """StrictLoader, made on first use: importing yaml is left until a case is read."""
     import yaml
     from yaml.nodes import MappingNode, SequenceNode
+
+    def _no_duplicates(self, node, deep=False):
+        if isinstance(node, MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue        # `<<: *defaults` then overriding a key is fine
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue        # an unhashable key: the base class reports it
+                if first is not None:
+                    raise RefusedYAML(f"duplicate key `{_key(key)}` (first on line {first}); "
+                                      "each field may be given once", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return yaml.SafeLoader.construct_mapping(self, node, deep)
 
     class StrictLoader(yaml.SafeLoader):
         """SafeLoader (no Python objects) that also refuses
@@ -70,22 +88,7 @@ def _strict_loader():
                 _bound_expansion(node)
             return node
 
-        def construct_mapping(self, node, deep=False):
-            if isinstance(node, MappingNode):
-                seen: dict[Any, int] = {}
-                for key_node, _ in node.value:
-                    if key_node.tag == "tag:yaml.org,2002:merge":
-                        continue        # `<<: *defaults` then overriding a key is fine
-                    key = self.construct_object(key_node, deep=True)
-                    try:
-                        first = seen.get(key)
-                    except TypeError:
-                        continue        # an unhashable key: the base class reports it
-                    if first is not None:
-                        raise RefusedYAML(f"duplicate key `{_key(key)}` (first on line {first}); "
-                                          "each field may be given once", key_node.start_mark)
-                    seen[key] = key_node.start_mark.line + 1
-            return super().construct_mapping(node, deep)
+        construct_mapping = _no_duplicates
 
     def _bound_expansion(root) -> None:
         size: dict[int, int] = {}       # id(node) -> values under it, aliases expanded
@@ -108,6 +111,35 @@ def _strict_loader():
                 visiting.add(id(node))
                 stack.append((node, True))
                 stack += [(k, False) for k in kids if id(k) not in size]
+
+    class FastLoader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):
+        """libyaml's parser with StrictLoader's rules, for long texts (pure-Python scanning takes
+        seconds over a megabyte): nesting is bounded on the event stream before anything
+        recursive runs, the expansion on the composed graph, duplicate keys as StrictLoader."""
+
+        construct_mapping = _no_duplicates
+
+        def load_strict(self):
+            depth = 0
+            for event in yaml.parse(self._text, Loader=FastLoader):
+                if isinstance(event, yaml.CollectionStartEvent):
+                    depth += 1
+                    if depth > MAX_DEPTH:
+                        raise RefusedYAML(f"nested deeper than {MAX_DEPTH} levels; a case is a few "
+                                          "levels deep", event.start_mark)
+                elif isinstance(event, yaml.CollectionEndEvent):
+                    depth -= 1
+            node = self.get_single_node()
+            if node is None:
+                return None
+            _bound_expansion(node)
+            return self.construct_document(node)
+
+        def __init__(self, text):
+            super().__init__(text)
+            self._text = text
+
+    StrictLoader.fast = FastLoader
 
     def _children(node) -> list:
         if isinstance(node, SequenceNode):
@@ -163,9 +195,10 @@ def parse_yaml(text: str, file: str) -> Any:
     import yaml
 
     try:
-        loader = _strict_loader()(text)
+        strict = _strict_loader()
+        loader = strict.fast(text) if len(text) > FAST_OVER else strict(text)
         try:
-            return loader.get_single_data()
+            return loader.load_strict() if len(text) > FAST_OVER else loader.get_single_data()
         finally:
             loader.dispose()
     except RefusedYAML as exc:

@@ -102,8 +102,7 @@ def test_hostile_expression(tmp_path, name, where, text, says):
     assert "Traceback" not in res.output
     import re
     assert re.search(says, lines[0]), lines[0][:300]
-    if len(text) < 10_000:      # PyYAML's pure-Python loader alone takes seconds over 1 MB
-        assert took < 5, f"{name} took {took:.1f} s"
+    assert took < 5, f"{name} took {took:.1f} s"     # a loose guard: the machine is shared
 
 
 def test_million_characters_refused_before_parsing(make_case):
