@@ -11,7 +11,6 @@ PAD = "# " + "p" * FAST_OVER + "\n"          # a comment long enough for the lib
 REFUSED = {
     "duplicate": ("a: 1\nb: 2\na: 3\n", "duplicate key `a`"),
     "deep": ("x: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5) + "\n", "nested deeper"),
-    "very-deep": ("x: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested deeper"),
     "bomb": ("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
              + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n"
                        for p, c in zip("abcdef", "bcdefg")), "alias bomb"),
@@ -24,10 +23,16 @@ REFUSED = {
 @pytest.mark.parametrize("long", [False, True], ids=["short", "long"])
 def test_the_same_rules_on_both_paths(name, long):
     text, says = REFUSED[name]
-    if name == "very-deep" and not long:
-        pytest.skip("the short path is for short texts")
     text = PAD + text if long else text
     with pytest.raises(CaseError, match=says):
+        parse_yaml(text, "c.yaml")
+
+
+def test_nesting_100000_deep_is_refused_on_the_long_path():
+    """Bounded on the event stream before anything recursive runs (libyaml >= 0.2.5 may stop it
+    first with its own limit: refused either way, as broken YAML)."""
+    text = PAD + "x: " + "[" * 100_000 + "]" * 100_000 + "\n"
+    with pytest.raises(CaseError, match="nested deeper|maximum nesting depth"):
         parse_yaml(text, "c.yaml")
 
 
