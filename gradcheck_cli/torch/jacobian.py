@@ -1,0 +1,156 @@
+"""Both sides of the drop-in's comparison, batched.
+
+The function is seen as flat real vectors: each checked input ``inputs[i]`` (a tensor that
+requires grad, floating or complex: complex ones as ``view_as_real``) against the concatenation
+of its differentiable outputs (those that require grad, complex ones as ``view_as_real``).
+
+- analytic: ``C J`` for a matrix of cotangents C (K x M), by ``torch.autograd.grad(...,
+  is_grads_batched=True)`` (one vmapped backward per chunk of rows; a loop over the rows where
+  the backward has no batching rule);
+- numerical: for every entry j of an input, ``f(x + h e_j)`` and ``f(x - h e_j)`` in the input's
+  dtype, a chunk of perturbations per ``torch.func.vmap`` call (a loop where the function cannot
+  be vmapped: a custom autograd.Function without a vmap rule, random ops, data-dependent code).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+BUDGET = 2**25         # entries of one float64 block alive at once (256 MiB): chunks stay below
+OUT_BUDGET = 2**22     # entries of the perturbed outputs of one numerical chunk
+
+
+def as_tuple(x: Any) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def real(t: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def checked_inputs(inputs: Sequence) -> list[int]:
+    """Positions of the inputs gradcheck checks: tensors requiring grad, floating or complex."""
+    return [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad
+            and (x.is_floating_point() or x.is_complex())]
+
+
+def differentiable(out: Any) -> list[int]:
+    """Positions of the outputs torch's gradcheck compares: tensors that require grad."""
+    return [j for j, o in enumerate(as_tuple(out)) if isinstance(o, torch.Tensor) and o.requires_grad]
+
+
+class Problem:
+    """``func`` at ``inputs``: the checked inputs ``pos``, the compared outputs ``out_pos`` (their
+    real sizes ``sizes``) and the unperturbed flat output ``f0``."""
+
+    def __init__(self, func: Callable, inputs: tuple, out: Any,
+                 out_pos: list[int] | None = None) -> None:
+        self.func, self.inputs = func, inputs
+        self.pos = checked_inputs(inputs)
+        self.out_pos = differentiable(out) if out_pos is None else out_pos
+        outs = as_tuple(out)
+        self.shapes = [tuple(real(outs[j]).shape) for j in self.out_pos]
+        self.complex_out = [outs[j].is_complex() for j in self.out_pos]
+        self.sizes = [real(outs[j]).numel() for j in self.out_pos]
+        self.M = sum(self.sizes)
+        self.f0 = self.flat(out).detach()
+        self.vmap_ok = {i: True for i in self.pos}
+        self.batched_backward = True
+
+    def n(self, i: int) -> int:
+        return real(self.inputs[i]).numel()
+
+    def flat(self, out: Any) -> torch.Tensor:
+        outs = as_tuple(out)
+        parts = [real(outs[j]).reshape(-1) for j in self.out_pos]
+        if not parts:
+            return torch.zeros(0, dtype=torch.float64)
+        dtype = torch.promote_types(parts[0].dtype, torch.float32)
+        for p in parts[1:]:
+            dtype = torch.promote_types(dtype, p.dtype)
+        return torch.cat([p.to(dtype) for p in parts])
+
+    def call_with(self, i: int, xi: torch.Tensor) -> torch.Tensor:
+        args = list(self.inputs)
+        args[i] = xi
+        return self.flat(self.func(*args))
+
+    # -- numerical side ------------------------------------------------------------------
+    def perturbed(self, i: int, deltas: torch.Tensor) -> torch.Tensor:
+        """Flat outputs (B, M) at ``inputs[i] + delta`` for each row of ``deltas`` (B, n_i)."""
+        x = self.inputs[i].detach()
+        xr = real(x)
+
+        def one(d: torch.Tensor) -> torch.Tensor:
+            v = xr + d.reshape(xr.shape)
+            return self.call_with(i, torch.view_as_complex(v) if x.is_complex() else v)
+
+        with torch.no_grad():
+            if self.vmap_ok[i]:
+                try:
+                    return torch.func.vmap(one)(deltas)
+                except Exception:        # no batching rule, random op, data-dependent code...
+                    self.vmap_ok[i] = False
+            return torch.stack([one(d) for d in deltas]) if len(deltas) else deltas.new_zeros(0, self.M)
+
+    def columns(self, i: int, h: float):
+        """Yield (entries, F+, F-) chunk by chunk for input i: F+- (B, M) outputs at x +- h e_j."""
+        n = self.n(i)
+        x = real(self.inputs[i])
+        per = max(1, min(n, OUT_BUDGET // max(1, 2 * self.M), 4096))
+        for a in range(0, n, per):
+            idx = torch.arange(a, min(n, a + per), device=x.device)
+            d = torch.zeros(len(idx), n, dtype=x.dtype, device=x.device)
+            d[torch.arange(len(idx), device=x.device), idx] = h
+            out = self.perturbed(i, torch.cat([d, -d]))
+            yield idx, out[:len(idx)], out[len(idx):]
+
+    # -- analytic side -------------------------------------------------------------------
+    def vjp(self, C: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Rows ``C J`` (K, n_i) for every checked input i, C (K, M) cotangents (real layout)."""
+        with torch.enable_grad():
+            out = as_tuple(self.func(*self.inputs))
+        outs = [out[j] for j in self.out_pos]
+        K = C.shape[0]
+        pieces, off = [], 0
+        for o, shape, cplx, m in zip(outs, self.shapes, self.complex_out, self.sizes):
+            c = C[:, off:off + m].reshape(K, *shape).to(real(o).dtype)
+            pieces.append(torch.view_as_complex(c) if cplx else c)
+            off += m
+        xs = [self.inputs[i] for i in self.pos]
+        grads = None
+        if self.batched_backward and K > 1:
+            try:
+                grads = torch.autograd.grad(outs, xs, pieces, retain_graph=True, allow_unused=True,
+                                            is_grads_batched=True)
+            except Exception:        # a backward without a batching rule: one row at a time
+                self.batched_backward = False
+        if grads is None:
+            rows = [torch.autograd.grad(outs, xs, [p[k] for p in pieces], retain_graph=True,
+                                        allow_unused=True) for k in range(K)]
+            grads = [None if rows[0][t] is None else torch.stack([r[t] for r in rows])
+                     for t in range(len(xs))] if rows else [None] * len(xs)
+        res = {}
+        for i, g in zip(self.pos, grads):
+            if g is None:
+                res[i] = torch.zeros(K, self.n(i), dtype=real(self.inputs[i]).dtype,
+                                     device=self.inputs[i].device)
+            else:
+                res[i] = real(g.to(self.inputs[i].dtype)).reshape(K, -1).detach()
+        return res
+
+    def grads_once(self, cot: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        """One plain backward with the given per-output cotangents: the raw input gradients."""
+        with torch.enable_grad():
+            out = as_tuple(self.func(*self.inputs))
+        return list(torch.autograd.grad([out[j] for j in self.out_pos],
+                                        [self.inputs[i] for i in self.pos], cot, allow_unused=True))
+
+    def analytic(self, K: int, rows: Callable[[int, int], torch.Tensor]) -> dict[int, torch.Tensor]:
+        """``C J`` for every input, C's K rows made by ``rows(a, b)`` in chunks within the budget."""
+        N = max([self.n(i) for i in self.pos] + [self.M, 1])
+        per = max(1, min(K, BUDGET // N, 4096))
+        parts = [self.vjp(rows(a, min(K, a + per))) for a in range(0, K, per)]
+        return {i: torch.cat([p[i] for p in parts]) if parts else
+                torch.zeros(0, self.n(i), dtype=torch.float64) for i in self.pos}
