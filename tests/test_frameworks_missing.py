@@ -45,3 +45,13 @@ def test_numpy_routes_need_neither(monkeypatch):
         monkeypatch.setitem(__import__("sys").modules, name, None)
     res = CliRunner().invoke(main, ["run", str(EX / "cs231n" / "net.yaml")])
     assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("name", ["gradcheck", "gradgradcheck", "GradcheckError"])
+def test_torch_dropins_raise_importerror_with_the_pip_command(monkeypatch, name):
+    import gradcheck_cli.torch as gt
+
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)
+    monkeypatch.delitem(__import__("sys").modules, "gradcheck_cli.torch.dropin", raising=False)
+    with pytest.raises(ImportError, match=r"pip install 'gradcheck-cli\[torch\]'"):
+        getattr(gt, name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from .compare import Plan
-from .jacobian import Problem, as_tuple
+from .jacobian import Problem
 
 
 def _name(i: int, names: dict[int, str] | None) -> str:
@@ -23,26 +23,29 @@ def numerical_zero(p: Problem, h: float, nondet_tol: float, error) -> None:
                             f"not require grad, yet they change with inputs[{i}]", [i])
 
 
-def reentrant(p: Problem, pl: Plan, A: dict, nondet_tol: float, error, names) -> None:
-    """The backward run again on the first rows gives the same rows, within ``nondet_tol``."""
-    k = min(pl.K, 64)
-    like = p.f0.to(torch.float64)
-    again = p.vjp(pl.rows(0, k, like)) if k else {}
-    for i, g in again.items():
-        d = float((g.to(torch.float64) - A[i][:k].to(torch.float64)).abs().max()) if g.numel() else 0.0
+def reentrant(p: Problem, nondet_tol: float, error, names) -> list:
+    """Two runs of the backward with one seeded random cotangent agree within ``nondet_tol``
+    (torch's reentrancy check, on one cotangent). Returns the first run's gradients."""
+    gen = torch.Generator().manual_seed(1)
+    outs = [p.out[j] for j in p.out_pos]
+    cot = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device) for o in outs]
+    g1, g2 = p.grads_once(cot), p.grads_once(cot)
+    for i, a, b in zip(p.pos, g1, g2):
+        if a is None or b is None or not a.numel():
+            continue
+        d = float((a - b).abs().max())
         if not d <= nondet_tol:
             raise error(f"Backward is not reentrant for {_name(i, names)}: two runs of the backward "
                         f"differ by {d:.3e} > nondet_tol {nondet_tol:g} (a nondeterministic "
                         f"backward needs nondet_tol)", [i])
+    return g1
 
 
-def grad_attributes(p: Problem, check_dtypes: bool, error, names) -> None:
+def grad_attributes(p: Problem, check_dtypes: bool, once: list, error, names) -> None:
     """Zero cotangents give zero gradients of the inputs' dtype, device and size (torch's
     "backward not multiplied by grad_output"); with ``check_dtypes`` the gradients of a random
-    cotangent have the inputs' dtype and device too."""
-    with torch.enable_grad():
-        out = as_tuple(p.func(*p.inputs))
-    outs = [out[j] for j in p.out_pos]
+    cotangent (``once``) have the inputs' dtype and device too."""
+    outs = [p.out[j] for j in p.out_pos]
     zero = p.grads_once([torch.zeros_like(o) for o in outs])
     for i, g in zip(p.pos, zero):
         if g is None:
@@ -56,9 +59,7 @@ def grad_attributes(p: Problem, check_dtypes: bool, error, names) -> None:
             if a != b:
                 raise error(f"grad is incorrect {what}: {nm} gets {a}, expected {b}", [i])
     if check_dtypes:
-        gen = torch.Generator().manual_seed(1)
-        cot = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device) for o in outs]
-        for i, g in zip(p.pos, p.grads_once(cot)):
+        for i, g in zip(p.pos, once):
             x = p.inputs[i]
             if g is not None and (g.dtype != x.dtype or g.device != x.device):
                 raise error(f"Gradient has dtype mismatch: {_name(i, names)} gets {g.dtype} on "
@@ -91,11 +92,10 @@ def undefined(p: Problem, error, names) -> None:
 
     def run(which: set[int]) -> None:
         with torch.enable_grad():
-            out = as_tuple(p.func(*p.inputs))
-            outs = [undef(out[j]) if k in which else out[j] for k, j in enumerate(p.out_pos)]
+            outs = [undef(p.out[j]) if k in which else p.out[j] for k, j in enumerate(p.out_pos)]
         try:
             grads = torch.autograd.grad(outs, xs, [torch.zeros_like(o) for o in outs],
-                                        allow_unused=True)
+                                        allow_unused=True, retain_graph=True)
         except RuntimeError as e:
             raise error("Expected backward function to handle undefined output grads "
                         f"(outputs {sorted(p.out_pos[k] for k in which)} undefined): {e}", []) from e

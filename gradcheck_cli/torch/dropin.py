@@ -81,12 +81,12 @@ def _gradcheck(func, inputs: tuple, eps, atol, rtol, nondet_tol, check_undefined
     pl = plan(p, fast_mode)
     like = p.f0.to(torch.float64)
     A = p.analytic(pl.K, lambda a, b: pl.rows(a, b, like))
-    checks.reentrant(p, pl, A, nondet_tol, GradcheckError, names)
+    once = checks.reentrant(p, nondet_tol, GradcheckError, names)
     pairs = compare(p, pl, A, eps, rtol, atol)
     if any(b.failed for b in pairs):
         raise GradcheckError(table(p, pl, pairs, outs, label, eps, rtol, atol, names),
                              sorted({b.input for b in pairs if b.failed}))
-    checks.grad_attributes(p, check_grad_dtypes, GradcheckError, names)
+    checks.grad_attributes(p, check_grad_dtypes, once, GradcheckError, names)
     if check_batched_grad:
         checks.batched(p, pl, rtol, atol, GradcheckError, names)
     if check_undefined_grad:

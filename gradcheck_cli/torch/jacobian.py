@@ -19,6 +19,7 @@ import torch
 
 BUDGET = 2**25         # entries of one float64 block alive at once (256 MiB): chunks stay below
 OUT_BUDGET = 2**22     # entries of the perturbed outputs of one numerical chunk
+LOOP_ROWS = 2          # up to this many cotangents a loop of plain backwards is cheaper than vmap
 
 
 def as_tuple(x: Any) -> tuple:
@@ -49,7 +50,7 @@ class Problem:
         self.func, self.inputs = func, inputs
         self.pos = checked_inputs(inputs)
         self.out_pos = differentiable(out) if out_pos is None else out_pos
-        outs = as_tuple(out)
+        outs = self.out = as_tuple(out)
         self.shapes = [tuple(real(outs[j]).shape) for j in self.out_pos]
         self.complex_out = [outs[j].is_complex() for j in self.out_pos]
         self.sizes = [real(outs[j]).numel() for j in self.out_pos]
@@ -109,9 +110,7 @@ class Problem:
     # -- analytic side -------------------------------------------------------------------
     def vjp(self, C: torch.Tensor) -> dict[int, torch.Tensor]:
         """Rows ``C J`` (K, n_i) for every checked input i, C (K, M) cotangents (real layout)."""
-        with torch.enable_grad():
-            out = as_tuple(self.func(*self.inputs))
-        outs = [out[j] for j in self.out_pos]
+        outs = [self.out[j] for j in self.out_pos]     # the first call's graph, retained
         K = C.shape[0]
         pieces, off = [], 0
         for o, shape, cplx, m in zip(outs, self.shapes, self.complex_out, self.sizes):
@@ -120,7 +119,7 @@ class Problem:
             off += m
         xs = [self.inputs[i] for i in self.pos]
         grads = None
-        if self.batched_backward and K > 1:
+        if self.batched_backward and K > LOOP_ROWS:
             try:
                 grads = torch.autograd.grad(outs, xs, pieces, retain_graph=True, allow_unused=True,
                                             is_grads_batched=True)
@@ -142,10 +141,9 @@ class Problem:
 
     def grads_once(self, cot: list[torch.Tensor]) -> list[torch.Tensor | None]:
         """One plain backward with the given per-output cotangents: the raw input gradients."""
-        with torch.enable_grad():
-            out = as_tuple(self.func(*self.inputs))
-        return list(torch.autograd.grad([out[j] for j in self.out_pos],
-                                        [self.inputs[i] for i in self.pos], cot, allow_unused=True))
+        return list(torch.autograd.grad([self.out[j] for j in self.out_pos],
+                                        [self.inputs[i] for i in self.pos], cot, retain_graph=True,
+                                        allow_unused=True))
 
     def analytic(self, K: int, rows: Callable[[int, int], torch.Tensor]) -> dict[int, torch.Tensor]:
         """``C J`` for every input, C's K rows made by ``rows(a, b)`` in chunks within the budget."""
