@@ -53,5 +53,6 @@ def test_torch_dropins_raise_importerror_with_the_pip_command(monkeypatch, name)
 
     monkeypatch.setitem(__import__("sys").modules, "torch", None)
     monkeypatch.delitem(__import__("sys").modules, "gradcheck_cli.torch.dropin", raising=False)
+    monkeypatch.delattr(gt, "dropin", raising=False)      # as if never imported
     with pytest.raises(ImportError, match=r"pip install 'gradcheck-cli\[torch\]'"):
         getattr(gt, name)
