@@ -56,3 +56,13 @@ def test_torch_dropins_raise_importerror_with_the_pip_command(monkeypatch, name)
     monkeypatch.delattr(gt, "dropin", raising=False)      # as if never imported
     with pytest.raises(ImportError, match=r"pip install 'gradcheck-cli\[torch\]'"):
         getattr(gt, name)
+
+
+def test_jax_check_grads_raises_importerror_with_the_pip_command(monkeypatch):
+    import gradcheck_cli.jax as gj
+
+    monkeypatch.setitem(__import__("sys").modules, "jax", None)
+    monkeypatch.delitem(__import__("sys").modules, "gradcheck_cli.jax.dropin", raising=False)
+    monkeypatch.delattr(gj, "dropin", raising=False)
+    with pytest.raises(ImportError, match=r"pip install 'gradcheck-cli\[jax\]'"):
+        gj.check_grads
