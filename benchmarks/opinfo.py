@@ -159,7 +159,10 @@ def one_setting(all_ops, setting: str, k: int, do_bugs: bool, do_gg: bool) -> di
            "gg": {"samples": 0, "false_alarm": [], "reverse": [], "errors": [],
                   "time": {"torch": 0.0, "dropin": 0.0},
                   "bugs": {"seeded": 0, "torch": 0, "dropin": 0, "missed_torch_caught": []}}}
-    for op in all_ops:
+    for n, op in enumerate(all_ops):
+        if n % 50 == 0:
+            print(f"[{setting}] {n}/{len(all_ops)} ops, {res['samples']} samples, "
+                  f"torch {res['time']['torch']:.1f} s, drop-in {res['time']['dropin']:.1f} s", flush=True)
         kw = keywords(op, setting)
         try:
             items = list(samples(op, k))
@@ -261,6 +264,8 @@ def main(argv=None) -> dict:
             r = one_setting(chosen, s, a.samples, not a.no_bugs, not a.no_gradgrad)
             report(r)
             out["results"].append(r)
+            if a.json:
+                Path(a.json).write_text(json.dumps(out, indent=1, default=str))
         if not a.no_conv:
             c = conv2d_row()
             out["conv2d"] = c

@@ -173,3 +173,26 @@ def test_float32_inputs_with_torchs_advice():
 def test_kinks_pass_where_the_one_sided_differences_bracket_the_gradient():
     x = torch.tensor([0.0, 1.0, -2.0], dtype=torch.float64, requires_grad=True)
     assert gradcheck(torch.abs, (x,))           # abs'(0) = 0 lies between -1 and 1
+
+
+def test_opinfo_harness_smoke(capsys):
+    """benchmarks/opinfo.py on a handful of ops: both tools agree and the seeded bugs are caught."""
+    pytest.importorskip("expecttest", reason="torch's OpInfo database needs expecttest")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "opinfo.py"
+    spec = importlib.util.spec_from_file_location("opinfo_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    threads = torch.get_num_threads()
+    try:
+        out = mod.main(["--ops", "sin,mul,nn.functional.softplus", "--samples", "1", "--setting", "own",
+                        "--no-conv", "--no-gradgrad"])
+    finally:
+        torch.set_num_threads(threads)
+    r = out["results"][0]
+    assert r["samples"] >= 3 and not r["false_alarm"] and not r["errors"]
+    b = r["bugs"]
+    assert b["seeded"] >= 3 and b["dropin"] == b["named"] == b["seeded"] and not b["missed_torch_caught"]
+    assert "false alarms (torch passes, drop-in fails): 0" in capsys.readouterr().out

@@ -35,7 +35,7 @@ class _Flat:
     def __init__(self, f: Callable, args: tuple) -> None:
         leaves, self.tree = jax.tree_util.tree_flatten_with_path(args)
         self.paths = ["args" + jax.tree_util.keystr(p) for p, _ in leaves]
-        vals = [jnp.asarray(v) for _, v in leaves]
+        vals = self.vals = [jnp.asarray(v) for _, v in leaves]
         self.shapes = [v.shape for v in vals]
         self.dtypes = [v.dtype for v in vals]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
@@ -55,8 +55,18 @@ class _Flat:
             off += n
         return jax.tree_util.tree_unflatten(self.tree, parts)
 
+    def leaf(self, t: int, xt: jax.Array) -> jax.Array:
+        """The flat output with argument leaf t (flat ``xt``) replaced, the others fixed: vmapped
+        over xt alone, so a conv's kernel is not batched when its input is perturbed."""
+        vals = list(self.vals)
+        vals[t] = xt.reshape(self.shapes[t]).astype(self.dtypes[t])
+        return self._out(self.f(*jax.tree_util.tree_unflatten(self.tree, vals)))
+
     def __call__(self, x: jax.Array) -> jax.Array:
-        leaves = jax.tree_util.tree_leaves(self.f(*self.args(x)))
+        return self._out(self.f(*self.args(x)))
+
+    def _out(self, out: Any) -> jax.Array:
+        leaves = jax.tree_util.tree_leaves(out)
         parts = [jnp.ravel(jnp.stack([v.real, v.imag], -1) if jnp.iscomplexobj(v) else v)
                  for v in map(jnp.asarray, leaves)]
         return jnp.concatenate(parts) if parts else jnp.zeros(0, self.x0.dtype)
@@ -76,10 +86,14 @@ class _Flat:
 
 def _numerical(g: _Flat, eps: float) -> tuple[np.ndarray, ...]:
     """Central and one-sided differences of every input entry: (N, M) each, and the noise."""
-    N = g.x0.size
-    E = jnp.eye(N, dtype=g.x0.dtype) * eps
-    fp = np.asarray(jax.vmap(g)(g.x0[None] + E), np.float64)
-    fm = np.asarray(jax.vmap(g)(g.x0[None] - E), np.float64)
+    fp, fm = [], []
+    for t, v in enumerate(g.vals):
+        x = v.reshape(-1).astype(g.x0.dtype)
+        E = jnp.eye(x.size, dtype=x.dtype) * eps
+        one = partial(g.leaf, t)
+        fp.append(np.asarray(jax.vmap(one)(x[None] + E), np.float64).reshape(x.size, -1))
+        fm.append(np.asarray(jax.vmap(one)(x[None] - E), np.float64).reshape(x.size, -1))
+    fp, fm = np.concatenate(fp), np.concatenate(fm)
     f0 = np.asarray(g.f0, np.float64)[None]
     u = float(jnp.finfo(g.x0.dtype).eps) if jnp.issubdtype(g.x0.dtype, jnp.floating) else 2.0**-52
     noise = NOISE_FACTOR * u * np.maximum(np.maximum(np.abs(fp), np.abs(fm)), np.abs(f0)) / eps
@@ -93,8 +107,16 @@ def _analytic(g: _Flat, mode: str, C: np.ndarray | None) -> np.ndarray:
         _, vjp = jax.vjp(g, g.x0)
         rows = jnp.eye(g.f0.size, dtype=g.f0.dtype) if C is None else jnp.asarray(C, g.f0.dtype)
         return np.asarray(jax.vmap(lambda c: vjp(c)[0])(rows), np.float64).T
-    cols = jnp.eye(g.x0.size, dtype=g.x0.dtype) if C is None else jnp.asarray(C, g.x0.dtype)
-    return np.asarray(jax.vmap(lambda t: jax.jvp(g, (g.x0,), (t,))[1])(cols), np.float64)
+    if C is not None:
+        cols = jnp.asarray(C, g.x0.dtype)
+        return np.asarray(jax.vmap(lambda t: jax.jvp(g, (g.x0,), (t,))[1])(cols), np.float64)
+    out = []
+    for t, v in enumerate(g.vals):         # columns leaf by leaf, the other leaves unbatched
+        x = v.reshape(-1).astype(g.x0.dtype)
+        one = partial(g.leaf, t)
+        jv = jax.vmap(lambda c: jax.jvp(one, (x,), (c,))[1])(jnp.eye(x.size, dtype=x.dtype))
+        out.append(np.asarray(jv, np.float64).reshape(x.size, -1))
+    return np.concatenate(out)
 
 
 def _judge(a, n, r, l, noise, atol, rtol):
