@@ -19,6 +19,7 @@ import torch
 
 BUDGET = 2**25         # entries of one float64 block alive at once (256 MiB): chunks stay below
 OUT_BUDGET = 2**22     # entries of the perturbed outputs of one numerical chunk
+JOINT = 512            # up to this many input entries in all, one vmap perturbs every input
 LOOP_ROWS = 2          # up to this many cotangents a loop of plain backwards is cheaper than vmap
 
 
@@ -57,6 +58,7 @@ class Problem:
         self.M = sum(self.sizes)
         self.f0 = self.flat(out).detach()
         self.vmap_ok = {i: True for i in self.pos}
+        self.first: tuple | None = None      # (cotangents, raw gradients) of C's row 0, when plain
         self.batched_backward = True
 
     def n(self, i: int) -> int:
@@ -95,6 +97,51 @@ class Problem:
                     self.vmap_ok[i] = False
             return torch.stack([one(d) for d in deltas]) if len(deltas) else deltas.new_zeros(0, self.M)
 
+    def all_columns(self, h: float):
+        """Yield (i, entries, F+, F-) for every checked input: small problems (at most JOINT
+        entries in all) in one vmap call perturbing every input, else input by input."""
+        sizes = [self.n(i) for i in self.pos]
+        if sum(sizes) <= JOINT and all(self.vmap_ok.values()):
+            got = self._joint(h, sizes)
+            if got is not None:
+                yield from got
+                return
+        for i in self.pos:
+            for idx, Fp, Fm in self.columns(i, h):
+                yield i, idx, Fp, Fm
+
+    def _joint(self, h: float, sizes: list[int]):
+        total = sum(sizes)
+        deltas, off = [], 0
+        for i, n in zip(self.pos, sizes):
+            xr = real(self.inputs[i])
+            d = torch.zeros(2 * total, n, dtype=xr.dtype, device=xr.device)
+            r = torch.arange(n, device=xr.device)
+            d[off + r, r] = h
+            d[total + off + r, r] = -h
+            deltas.append(d)
+            off += n
+
+        def one(*ds):
+            args = list(self.inputs)
+            for i, d in zip(self.pos, ds):
+                x = self.inputs[i].detach()
+                v = real(x) + d.reshape(real(x).shape)
+                args[i] = torch.view_as_complex(v) if x.is_complex() else v
+            return self.flat(self.func(*args))
+
+        try:
+            with torch.no_grad():
+                out = torch.func.vmap(one)(*deltas)
+        except Exception:        # per input below, each with its own fallback
+            return None
+        res, off = [], 0
+        for i, n in zip(self.pos, sizes):
+            idx = torch.arange(n, device=out.device)
+            res.append((i, idx, out[off:off + n], out[total + off:total + off + n]))
+            off += n
+        return res
+
     def columns(self, i: int, h: float):
         """Yield (entries, F+, F-) chunk by chunk for input i: F+- (B, M) outputs at x +- h e_j."""
         n = self.n(i)
@@ -128,6 +175,8 @@ class Problem:
         if grads is None:
             rows = [torch.autograd.grad(outs, xs, [p[k] for p in pieces], retain_graph=True,
                                         allow_unused=True) for k in range(K)]
+            if self.first is None and rows:
+                self.first = ([p[0] for p in pieces], list(rows[0]))
             grads = [None if rows[0][t] is None else torch.stack([r[t] for r in rows])
                      for t in range(len(xs))] if rows else [None] * len(xs)
         res = {}
