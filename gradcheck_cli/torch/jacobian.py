@@ -18,6 +18,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 BUDGET = 2**25         # entries of one float64 block alive at once (256 MiB): chunks stay below
+ROWS_BUDGET = 2**22    # entries of one batched backward's cotangents or gradients (its
+                       # intermediates are as many times larger as the backward needs)
 OUT_BUDGET = 2**22     # entries of the perturbed outputs of one numerical chunk
 JOINT = 512            # up to this many input entries in all, one vmap perturbs every input
 LOOP_ROWS = 2          # up to this many cotangents a loop of plain backwards is cheaper than vmap
@@ -146,7 +148,8 @@ class Problem:
         """Yield (entries, F+, F-) chunk by chunk for input i: F+- (B, M) outputs at x +- h e_j."""
         n = self.n(i)
         x = real(self.inputs[i])
-        per = max(1, min(n, OUT_BUDGET // max(1, 2 * self.M), 4096))
+        # the perturbations (per x n) and their outputs (2 per x M) both stay within the budget
+        per = max(1, min(n, OUT_BUDGET // max(1, 2 * self.M, 2 * n), 4096))
         for a in range(0, n, per):
             idx = torch.arange(a, min(n, a + per), device=x.device)
             d = torch.zeros(len(idx), n, dtype=x.dtype, device=x.device)
@@ -197,7 +200,7 @@ class Problem:
     def analytic(self, K: int, rows: Callable[[int, int], torch.Tensor]) -> dict[int, torch.Tensor]:
         """``C J`` for every input, C's K rows made by ``rows(a, b)`` in chunks within the budget."""
         N = max([self.n(i) for i in self.pos] + [self.M, 1])
-        per = max(1, min(K, BUDGET // N, 4096))
+        per = max(1, min(K, ROWS_BUDGET // N, 1024))
         parts = [self.vjp(rows(a, min(K, a + per))) for a in range(0, K, per)]
         return {i: torch.cat([p[i] for p in parts]) if parts else
                 torch.zeros(0, self.n(i), dtype=torch.float64) for i in self.pos}
