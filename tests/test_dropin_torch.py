@@ -77,17 +77,23 @@ def test_single_tensor_input_and_output():
 def test_a_one_entry_bug_in_a_large_input_is_caught_in_fast_mode():
     """torch's single projection often misses it; every input entry is compared here."""
     class OneEntry(torch.autograd.Function):
+        generate_vmap_rule = True        # vmappable: fast mode perturbs every entry
+
         @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
+        def forward(x):
             return x.sin()
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
 
         @staticmethod
         def backward(ctx, g):
             (x,) = ctx.saved_tensors
-            out = x.cos() * g
-            out.view(-1)[17] += 1e-2 * out.abs().max()
-            return out
+            out = (x.cos() * g).reshape(-1)
+            bump = torch.zeros_like(out)
+            bump[17] = 1e-2
+            return (out + bump * out.abs().max()).reshape(x.shape)
 
     x = torch.randn(40, 40, dtype=torch.float64, requires_grad=True)
     with pytest.raises(GradcheckError, match=r"inputs\[0\]\[0, 17\]"):
@@ -196,3 +202,19 @@ def test_opinfo_harness_smoke(capsys):
     b = r["bugs"]
     assert b["seeded"] >= 3 and b["dropin"] == b["named"] == b["seeded"] and not b["missed_torch_caught"]
     assert "false alarms (torch passes, drop-in fails): 0" in capsys.readouterr().out
+
+
+def test_fast_mode_on_a_function_vmap_cannot_batch_uses_directions():
+    """A data-dependent Python branch defeats vmap: fast mode then compares along random unit
+    directions (a loop of 2 x 4 forwards, not 2 per entry) and still names the input."""
+    def branchy(x, w):
+        return x * w if float(x.detach().sum()) > -1e9 else x     # .item()-like: not vmappable
+
+    x = torch.randn(12, 12, dtype=torch.float64, requires_grad=True)    # > DIRECT_MAX entries
+    w = torch.randn(12, 12, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(branchy, (x, w), fast_mode=True)
+    bad = scaled_product(1.5)
+    with pytest.raises(GradcheckError) as info:
+        gradcheck(lambda a, b: bad.apply(a, b, 0.5) if float(a.detach().sum()) > -1e9 else None, (x, w),
+                  fast_mode=True)
+    assert info.value.inputs == [1] and "seeded random unit directions" in str(info.value)

@@ -2,7 +2,9 @@
 
 C is the identity (every Jacobian entry: rows are output entries) when the Jacobian fits
 ``jacobian.BUDGET`` and fast_mode is off, else ``per_output`` seeded random cotangents for each
-output (rows are (output, cotangent k)); the input side is always entry by entry. Entry verdict,
+output (rows are (output, cotangent k)); the input side is entry by entry, except in fast mode for an
+input of more than DIRECT_MAX entries whose function vmap cannot batch: there 2 x DIRECTIONS
+forwards along seeded random unit directions, torch's fast mode with more directions. Entry verdict,
 torch's allclose plus the rounding term of the central difference::
 
     |a - n| <= atol + rtol |n| + 32 u max(|f(x+h)|, |f(x-h)|, |f(x)|) / h     (u of the dtype)
@@ -22,6 +24,8 @@ NOISE_FACTOR = 32.0
 WORST = 3
 RANDOM_PER_OUTPUT = 8     # cotangents per output when the Jacobian is over budget
 FAST_PER_OUTPUT = 2       # ... in fast mode
+DIRECT_MAX = 128          # fast mode: past this many entries, an input whose function cannot
+DIRECTIONS = 4            # be vmapped is compared along this many random directions
 
 
 @dataclasses.dataclass
@@ -35,6 +39,7 @@ class Pair:
     kinks: int = 0
     max_err: float = 0.0
     worst: list = dataclasses.field(default_factory=list)   # (ratio, input index, row, a, n)
+    directions: bool = False   # compared along random directions u (the index is u's number)
 
 
 @dataclasses.dataclass
@@ -89,28 +94,41 @@ def compare(p: Problem, pl: Plan, A: dict[int, torch.Tensor], h: float, rtol: fl
     pairs = []
     owner = pl.owner.to(p.f0.device)
     blocks = {i: [Pair(i, j) for j in range(len(p.sizes))] for i in p.pos}
-    for i, idx, Fp, Fm in p.all_columns(h):
+    dirs = frozenset() if pl.identity else frozenset(
+        i for i in p.pos if p.n(i) > DIRECT_MAX and not p.can_vmap(i))
+    for i, idx, Fp, Fm in p.all_columns(h, dirs):
         a = A[i].to(torch.float64)[:, idx.to(A[i].device)]
-        D = ((Fp - Fm) / (2 * h)).to(torch.float64)               # in the inputs' dtype, like torch
-        n = D.T if pl.identity else pl.C.to(torch.float64) @ D.T
-        err = (a - n).abs()
-        if bool((err <= atol + rtol * n.abs()).all()):           # the common case: no rounding term
-            _tally(blocks[i], owner, err, a.shape[1])
-            continue
-        u = torch.finfo(Fp.dtype).eps if Fp.is_floating_point() else 2.0 ** -52
-        f0 = p.f0.to(Fp.dtype)
-        R = ((Fp - f0) / h).to(torch.float64)
-        L = ((f0 - Fm) / h).to(torch.float64)
-        mag = torch.maximum(torch.maximum(Fp.abs(), Fm.abs()), f0.abs()).to(torch.float64)
-        if pl.identity:
-            r, l, noise = R.T, L.T, mag.T
-        else:
-            C = pl.C.to(torch.float64)
-            r, l, noise = C @ R.T, C @ L.T, C.abs() @ mag.T
-        noise = NOISE_FACTOR * u * noise / h
-        _judge(blocks[i], owner, pl.local, a, n, r, l, noise, idx, rtol, atol)
+        _chunk(p, pl, blocks[i], owner, a, Fp, Fm, idx, h, rtol, atol)
+    for i in sorted(dirs):        # fast mode, a function vmap cannot batch: torch's directions
+        U, Fp, Fm = p.directions(i, h, DIRECTIONS)
+        a = A[i].to(torch.float64) @ U.to(torch.float64).to(A[i].device)
+        for b in blocks[i]:
+            b.directions = True
+        _chunk(p, pl, blocks[i], owner, a, Fp, Fm, torch.arange(DIRECTIONS), h, rtol, atol)
     pairs = [b for i in p.pos for b in blocks[i]]
     return pairs
+
+
+def _chunk(p: Problem, pl: Plan, blocks, owner, a, Fp, Fm, idx, h, rtol, atol) -> None:
+    """Judge analytic ``a`` (K, B) against the central differences of one chunk F+- (B, M)."""
+    D = ((Fp - Fm) / (2 * h)).to(torch.float64)               # in the inputs' dtype, like torch
+    n = D.T if pl.identity else pl.C.to(torch.float64) @ D.T
+    err = (a - n).abs()
+    if bool((err <= atol + rtol * n.abs()).all()):           # the common case: no rounding term
+        _tally(blocks, owner, err, a.shape[1])
+        return
+    u = torch.finfo(Fp.dtype).eps if Fp.is_floating_point() else 2.0 ** -52
+    f0 = p.f0.to(Fp.dtype)
+    R = ((Fp - f0) / h).to(torch.float64)
+    L = ((f0 - Fm) / h).to(torch.float64)
+    mag = torch.maximum(torch.maximum(Fp.abs(), Fm.abs()), f0.abs()).to(torch.float64)
+    if pl.identity:
+        r, l, noise = R.T, L.T, mag.T
+    else:
+        C = pl.C.to(torch.float64)
+        r, l, noise = C @ R.T, C @ L.T, C.abs() @ mag.T
+    noise = NOISE_FACTOR * u * noise / h
+    _judge(blocks, owner, pl.local, a, n, r, l, noise, idx, rtol, atol)
 
 
 def _tally(blocks, owner, err, width: int) -> None:

@@ -99,10 +99,16 @@ class Problem:
                     self.vmap_ok[i] = False
             return torch.stack([one(d) for d in deltas]) if len(deltas) else deltas.new_zeros(0, self.M)
 
-    def all_columns(self, h: float):
-        """Yield (i, entries, F+, F-) for every checked input: small problems (at most JOINT
-        entries in all) in one vmap call perturbing every input, else input by input."""
-        sizes = [self.n(i) for i in self.pos]
+    def all_columns(self, h: float, skip: frozenset = frozenset()):
+        """Yield (i, entries, F+, F-) for every checked input but ``skip``: small problems (at
+        most JOINT entries in all) in one vmap call perturbing every input, else input by input."""
+        pos = [i for i in self.pos if i not in skip]
+        sizes = [self.n(i) for i in pos]
+        if pos != self.pos:
+            for i in pos:
+                for idx, Fp, Fm in self.columns(i, h):
+                    yield i, idx, Fp, Fm
+            return
         if sum(sizes) <= JOINT and all(self.vmap_ok.values()):
             got = self._joint(h, sizes)
             if got is not None:
@@ -143,6 +149,22 @@ class Problem:
             res.append((i, idx, out[off:off + n], out[total + off:total + off + n]))
             off += n
         return res
+
+    def can_vmap(self, i: int) -> bool:
+        """Whether the function can be vmapped over perturbations of input i (tried once)."""
+        if self.vmap_ok[i]:
+            x = real(self.inputs[i])
+            self.perturbed(i, torch.zeros(1, self.n(i), dtype=x.dtype, device=x.device))
+        return self.vmap_ok[i]
+
+    def directions(self, i: int, h: float, k: int):
+        """(U (n, k), F+ (k, M), F- (k, M)): outputs at x +- h u for k seeded unit directions u."""
+        x = real(self.inputs[i])
+        gen = torch.Generator().manual_seed(3 + i)
+        U = torch.randn(self.n(i), k, generator=gen, dtype=torch.float64)
+        U = (U / U.norm(dim=0)).to(x.dtype).to(x.device)
+        out = self.perturbed(i, torch.cat([h * U.T, -h * U.T]))
+        return U, out[:k], out[k:]
 
     def columns(self, i: int, h: float):
         """Yield (entries, F+, F-) chunk by chunk for input i: F+- (B, M) outputs at x +- h e_j."""

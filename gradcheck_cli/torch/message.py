@@ -35,6 +35,9 @@ def table(p: Problem, pl: Plan, pairs: list[Pair], out: tuple, label: str, h: fl
     lines = [f"{label}: Jacobian mismatch for {', '.join(nm(i) for i in sorted({b.input for b in bad}))}",
              f"compared {pl.describe(p)}; eps {h:g}, atol {atol:g}, rtol {rtol:g} "
              f"(+ the central difference's rounding term)",
+             *[f"{nm(i)}: along {n} seeded random unit directions u (fast_mode, and the "
+               f"function cannot be vmapped over its perturbations)"
+               for i, n in sorted({(b.input, b.compared // max(1, pl.K)) for b in bad if b.directions})],
              f"{'input':<12} {'output':<12} {'compared':>9} {'failed':>7} {'kinks':>6} {'max abs err':>12}"]
     for b in bad:
         j = p.out_pos[b.output]
@@ -45,6 +48,7 @@ def table(p: Problem, pl: Plan, pairs: list[Pair], out: tuple, label: str, h: fl
                 what = f"output[{j}]{_where(out[j], r)}"
             else:
                 what = f"output[{j}] . c{r}"
-            lines.append(f"    {nm(b.input)}{_where(p.inputs[b.input], k)} / {what}: "
+            src = f" . u{k}" if b.directions else _where(p.inputs[b.input], k)
+            lines.append(f"    {nm(b.input)}{src} / {what}: "
                          f"analytic {a:.6g}, numerical {n:.6g}")
     return "\n".join(lines)
