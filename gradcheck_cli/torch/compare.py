@@ -3,7 +3,8 @@
 C is the identity (every Jacobian entry: rows are output entries) when the Jacobian fits
 ``jacobian.BUDGET`` and fast_mode is off, else ``per_output`` seeded random cotangents for each
 output (rows are (output, cotangent k)); the input side is entry by entry, except in fast mode for an
-input of more than DIRECT_MAX entries whose function vmap cannot batch: there 2 x DIRECTIONS
+input of more than FAST_ENTRYWISE_MAX entries, or of more than DIRECT_MAX whose function vmap
+cannot batch: there 2 x DIRECTIONS
 forwards along seeded random unit directions, torch's fast mode with more directions. Entry verdict,
 torch's allclose plus the rounding term of the central difference::
 
@@ -26,6 +27,7 @@ RANDOM_PER_OUTPUT = 8     # cotangents per output when the Jacobian is over budg
 FAST_PER_OUTPUT = 2       # ... in fast mode
 DIRECT_MAX = 128          # fast mode: past this many entries, an input whose function cannot
 DIRECTIONS = 4            # be vmapped is compared along this many random directions
+FAST_ENTRYWISE_MAX = 1024  # ... and so is any input past this many entries
 
 
 @dataclasses.dataclass
@@ -95,7 +97,7 @@ def compare(p: Problem, pl: Plan, A: dict[int, torch.Tensor], h: float, rtol: fl
     owner = pl.owner.to(p.f0.device)
     blocks = {i: [Pair(i, j) for j in range(len(p.sizes))] for i in p.pos}
     dirs = frozenset() if pl.identity else frozenset(
-        i for i in p.pos if p.n(i) > DIRECT_MAX and not p.can_vmap(i))
+        i for i in p.pos if p.n(i) > FAST_ENTRYWISE_MAX or (p.n(i) > DIRECT_MAX and not p.can_vmap(i)))
     for i, idx, Fp, Fm in p.all_columns(h, dirs):
         a = A[i].to(torch.float64)[:, idx.to(A[i].device)]
         _chunk(p, pl, blocks[i], owner, a, Fp, Fm, idx, h, rtol, atol)

@@ -35,8 +35,8 @@ def table(p: Problem, pl: Plan, pairs: list[Pair], out: tuple, label: str, h: fl
     lines = [f"{label}: Jacobian mismatch for {', '.join(nm(i) for i in sorted({b.input for b in bad}))}",
              f"compared {pl.describe(p)}; eps {h:g}, atol {atol:g}, rtol {rtol:g} "
              f"(+ the central difference's rounding term)",
-             *[f"{nm(i)}: along {n} seeded random unit directions u (fast_mode, and the "
-               f"function cannot be vmapped over its perturbations)"
+             *[f"{nm(i)}: along {n} seeded random unit directions u (fast_mode, and the input "
+               f"is large or the function cannot be vmapped over its perturbations)"
                for i, n in sorted({(b.input, b.compared // max(1, pl.K)) for b in bad if b.directions})],
              f"{'input':<12} {'output':<12} {'compared':>9} {'failed':>7} {'kinks':>6} {'max abs err':>12}"]
     for b in bad:
