@@ -218,3 +218,10 @@ def test_fast_mode_on_a_function_vmap_cannot_batch_uses_directions():
         gradcheck(lambda a, b: bad.apply(a, b, 0.5) if float(a.detach().sum()) > -1e9 else None, (x, w),
                   fast_mode=True)
     assert info.value.inputs == [1] and "seeded random unit directions" in str(info.value)
+
+
+def test_conjugate_and_strided_complex_outputs():
+    x = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(torch.fft.ifft, (x,))                          # a conjugate view inside
+    m = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(lambda a: torch.linalg.eigvals(a).abs(), (m,))

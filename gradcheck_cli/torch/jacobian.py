@@ -30,7 +30,12 @@ def as_tuple(x: Any) -> tuple:
 
 
 def real(t: torch.Tensor) -> torch.Tensor:
-    return torch.view_as_real(t) if t.is_complex() else t
+    """A complex tensor as real pairs (conjugate views resolved, strides made viewable)."""
+    if not t.is_complex():
+        return t
+    t = t.resolve_conj()
+    return torch.view_as_real(t if t.stride()[-1:] in ((1,), ()) and all(
+        s % 2 == 0 for s in t.stride()[:-1]) else t.contiguous())
 
 
 def checked_inputs(inputs: Sequence) -> list[int]:
