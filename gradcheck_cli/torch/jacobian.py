@@ -192,7 +192,7 @@ class Problem:
         pieces, off = [], 0
         for o, shape, cplx, m in zip(outs, self.shapes, self.complex_out, self.sizes):
             c = C[:, off:off + m].reshape(K, *shape).to(real(o).dtype)
-            pieces.append(torch.view_as_complex(c) if cplx else c)
+            pieces.append(torch.view_as_complex(c.contiguous()) if cplx else c)
             off += m
         xs = [self.inputs[i] for i in self.pos]
         grads = None
