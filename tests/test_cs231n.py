@@ -176,3 +176,18 @@ def test_loss_that_is_neither_sum_nor_mean_exits_2(tmp_path):
     doc["loss"] = {"type": "function", "impl": "loss.py:f"}
     code, out = run(tmp_path, doc)
     assert code == 2 and "case.yaml: loss (function loss.py:f): the loss of the batch" in out, out
+
+
+@pytest.mark.parametrize("back, code_expected", [
+    ("def relu_backward(dout, cache):\n    return dout * (cache > 0)\n", 0),       # CS231n's own
+    ("def relu_backward(dout, cache):\n    return dout * (cache > -0.5)\n", 1),    # a bug still fails
+])
+def test_a_bare_array_from_a_backward_with_one_gradient(tmp_path, back, code_expected):
+    (tmp_path / "mine.py").write_text("import numpy as np\n"
+                                      "def relu_forward(x):\n    return np.maximum(0, x), x\n" + back)
+    doc = {"seed": 2, "input": [4, 6], "layers": [{"type": "functions", "forward": "mine.py:relu_forward",
+                                                   "backward": "mine.py:relu_backward"}]}
+    code, report = run(tmp_path, doc)
+    assert code == code_expected, report
+    if code == 1:
+        assert failing(report) == {(0, "x")}

@@ -45,3 +45,24 @@ def test_numpy_routes_need_neither(monkeypatch):
         monkeypatch.setitem(__import__("sys").modules, name, None)
     res = CliRunner().invoke(main, ["run", str(EX / "cs231n" / "net.yaml")])
     assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("name", ["gradcheck", "gradgradcheck", "GradcheckError"])
+def test_torch_dropins_raise_importerror_with_the_pip_command(monkeypatch, name):
+    import gradcheck_cli.torch as gt
+
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)
+    monkeypatch.delitem(__import__("sys").modules, "gradcheck_cli.torch.dropin", raising=False)
+    monkeypatch.delattr(gt, "dropin", raising=False)      # as if never imported
+    with pytest.raises(ImportError, match=r"pip install 'gradcheck-cli\[torch\]'"):
+        getattr(gt, name)
+
+
+def test_jax_check_grads_raises_importerror_with_the_pip_command(monkeypatch):
+    import gradcheck_cli.jax as gj
+
+    monkeypatch.setitem(__import__("sys").modules, "jax", None)
+    monkeypatch.delitem(__import__("sys").modules, "gradcheck_cli.jax.dropin", raising=False)
+    monkeypatch.delattr(gj, "dropin", raising=False)
+    with pytest.raises(ImportError, match=r"pip install 'gradcheck-cli\[jax\]'"):
+        gj.check_grads

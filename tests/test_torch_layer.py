@@ -152,3 +152,30 @@ def test_readme_output_block_is_what_the_cli_prints(monkeypatch):
     shown = [line for line in block.splitlines() if line.strip()]
     assert code == 1 and "wrong: layers[0].weight" in block
     assert shown and all(line in printed for line in shown), [s for s in shown if s not in printed]
+
+
+def test_a_module_returning_a_tuple_passes_its_first_output_on(tmp_path):
+    """nn.LSTM returns (output, (h_n, c_n)): output[0] is checked, the note says what is not."""
+    r = check_case({"seed": 4, "input": [2, 3, 4], "layers": [
+        {"type": "torch", "impl": "torch.nn:LSTM",
+         "options": {"input_size": 4, "hidden_size": 3, "batch_first": True}}]})
+    assert r.passed
+    assert any("floating outputs [1, 2] (flattened) are not" in row.note for row in r.rows), r.rows
+    code, out = run_doc(tmp_path, {"seed": 4, "input": [2, 3, 4], "layers": [
+        {"type": "torch", "impl": "torch.nn:MaxPool1d",
+         "options": {"kernel_size": 2, "return_indices": True}}]})
+    assert code == 0, out                      # the indices are not floating: nothing unchecked
+    assert "not (gradcheck_cli.torch.gradcheck" not in out
+
+
+def test_an_uninitialised_lazy_module_gets_one_line(tmp_path):
+    code, out = run_doc(tmp_path, {"seed": 4, "input": [3, 5], "layers": [
+        {"type": "torch", "impl": "torch.nn:LazyLinear", "options": {"out_features": 2}}]})
+    assert code == 2, out
+    assert len(out.strip().splitlines()) == 1 and "run it once" in out, out
+
+
+def run_doc(tmp_path, doc) -> tuple[int, str]:
+    case = tmp_path / "case.yaml"
+    case.write_text(yaml.safe_dump(doc))
+    return run(case)

@@ -140,6 +140,8 @@ class Functions(UserCode, Probed, Layer):
         g = self.fns[1]
         res = self._call("backward", lambda: g(np.array(dy, copy=True), cache))
         names = ("x", *self.shapes)
+        if len(names) == 1 and not isinstance(res, (tuple, list)) and np.ndim(res) > 0:
+            res = (res,)              # one gradient to return: a bare dx (CS231n's relu_backward)
         if not isinstance(res, (tuple, list)) or len(res) != len(names):
             got = f"{len(res)} values" if isinstance(res, (tuple, list)) else type(res).__name__
             self._fail(f"backward returned {got}, expected {len(names)}: "

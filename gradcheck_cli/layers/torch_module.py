@@ -70,6 +70,7 @@ class TorchModule(UserCode, Probed, Layer):
         self._names: tuple[str, ...] | None = None
         self._probe: dict = {}
         self._anchor: dict[str, np.ndarray] = {}
+        self._unchecked: list[int] = []      # floating tuple outputs after the first
 
     # -- the user's module ---------------------------------------------------------------------
     @property
@@ -125,6 +126,10 @@ class TorchModule(UserCode, Probed, Layer):
     def init_params(self, in_shape, rng):
         seed = int(rng.integers(2 ** 31))      # torch's seed, drawn at this layer's turn
         m = self._construct(seed)
+        lazy = self.torch.nn.modules.lazy.LazyModuleMixin
+        if any(isinstance(s, lazy) and s.has_uninitialized_params() for s in m.modules()):
+            self._fail("has uninitialised lazy parameters (nn.LazyLinear, LazyConv...): run it once "
+                       "on an input of the right shape, then check the module object")
         self._modules["float64"] = m
         out = {k: p.detach().cpu().numpy().astype(np.float64, copy=True) for k, p in m.named_parameters()}
         if "x" in out:
@@ -138,6 +143,9 @@ class TorchModule(UserCode, Probed, Layer):
         self._anchor = {k: np.asarray(v) for k, v in params.items()}
 
     def row_note(self, tensor, form, analytic, numerical):
+        if self._unchecked:
+            return (f"forward returns a tuple: output[0] is checked and passed on; floating outputs "
+                    f"{self._unchecked} (flattened) are not (gradcheck_cli.torch.gradcheck checks every output)")
         v = self._anchor.get(tensor)
         if v is None or v.size < 2 or self.init == "random" or np.ptp(v) != 0:
             return ""
@@ -159,8 +167,15 @@ class TorchModule(UserCode, Probed, Layer):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(CALL_SEED)
             y = self._call("forward", lambda: torch.func.functional_call(m, pt, (xt,)))
+        if isinstance(y, (tuple, list)) and y and isinstance(y[0], torch.Tensor):
+            # RNN/LSTM (output, h_n), pools with return_indices: the next layer gets the first
+            rest = torch.utils._pytree.tree_leaves(list(y[1:]))
+            self._unchecked = [k for k, t in enumerate(rest, 1) if isinstance(t, torch.Tensor)
+                               and (t.is_floating_point() or t.is_complex())]
+            y = y[0]
         if not isinstance(y, torch.Tensor):
-            self._fail(f"forward returned {type(y).__name__}, expected a torch.Tensor")
+            self._fail(f"forward returned {type(y).__name__}, expected a torch.Tensor "
+                       "(or a tuple whose first entry is one)")
         return y
 
     def _forward(self, x, params, finite: bool = True) -> np.ndarray:

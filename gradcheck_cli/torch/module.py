@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .api import assert_gradients as _assert, check_case
-from .check import CaseResult
+from ..api import assert_gradients as _assert, check_case
+from ..check import CaseResult
 
 __all__ = ["check_module", "assert_module_gradients"]
 
@@ -31,7 +31,7 @@ def _array(x: Any) -> np.ndarray:
 
 def _case(module: Any, x: Any, loss: str | dict, seed: int, dtype: str, per_sample: bool,
           init: str, folder: Path) -> dict:
-    from .layers.usercode import object_ref
+    from ..layers.usercode import object_ref
 
     np.save(folder / "x.npy", _array(x))
     layer = {"type": "torch", "impl": object_ref(module), "per_sample": per_sample, "init": init}

@@ -18,8 +18,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .api import assert_gradients as _assert, check_case
-from .check import CaseResult
+from ..api import assert_gradients as _assert, check_case
+from ..check import CaseResult
 
 __all__ = ["check_function", "assert_function_gradients"]
 _count = itertools.count()
@@ -27,7 +27,7 @@ _count = itertools.count()
 
 def _case(forward: Callable, x: Any, params: Mapping[str, Any] | None, loss: Any, seed: int,
           dtype: str, per_sample: bool, folder: Path) -> dict:
-    from .layers.usercode import object_ref
+    from ..layers.usercode import object_ref
 
     given = {k: np.asarray(v, dtype=np.float64) for k, v in (params or {}).items()}
 

@@ -1,0 +1,183 @@
+"""The drop-in's verdict: every entry of ``C J`` analytic against central differences.
+
+C is the identity (every Jacobian entry: rows are output entries) when the Jacobian fits
+``jacobian.BUDGET`` and fast_mode is off, else ``per_output`` seeded random cotangents for each
+output (rows are (output, cotangent k)); the input side is entry by entry, except in fast mode for an
+input of more than FAST_ENTRYWISE_MAX entries, or of more than DIRECT_MAX whose function vmap
+cannot batch: there 2 x DIRECTIONS
+forwards along seeded random unit directions, torch's fast mode with more directions. Entry verdict,
+torch's allclose plus the rounding term of the central difference::
+
+    |a - n| <= atol + rtol |n| + 32 u max(|f(x+h)|, |f(x-h)|, |f(x)|) / h     (u of the dtype)
+
+An entry failing it passes as a kink when its one-sided differences (f(x+h)-f(x))/h and
+(f(x)-f(x-h))/h disagree by at least a tenth of the error and ``a`` lies between them.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from .jacobian import BUDGET, Problem
+
+NOISE_FACTOR = 32.0
+WORST = 3
+RANDOM_PER_OUTPUT = 8     # cotangents per output when the Jacobian is over budget
+FAST_PER_OUTPUT = 2       # ... in fast mode
+DIRECT_MAX = 128          # fast mode: past this many entries, an input whose function cannot
+DIRECTIONS = 4            # be vmapped is compared along this many random directions
+FAST_ENTRYWISE_MAX = 1024  # ... and so is any input past this many entries
+
+
+@dataclasses.dataclass
+class Pair:
+    """One (input, output) block of the comparison."""
+
+    input: int
+    output: int
+    compared: int = 0
+    failed: int = 0
+    kinks: int = 0
+    max_err: float = 0.0
+    worst: list = dataclasses.field(default_factory=list)   # (ratio, input index, row, a, n)
+    directions: bool = False   # compared along random directions u (the index is u's number)
+
+
+@dataclasses.dataclass
+class Plan:
+    """The cotangents: identity, or ``per`` random rows per output (seeded)."""
+
+    identity: bool
+    per: int
+    K: int
+    owner: torch.Tensor      # (K,) output number (in Problem.out_pos order) of each row
+    local: torch.Tensor      # (K,) entry of that output (identity) or cotangent number
+    C: torch.Tensor | None   # (K, M) for random cotangents
+
+    def describe(self, p: Problem) -> str:
+        total = p.M * sum(p.n(i) for i in p.pos)
+        if self.identity:
+            return f"every entry of the Jacobian ({total} entries)"
+        return (f"J^T c for {self.per} seeded random cotangents c per output against every input "
+                f"entry (the {total}-entry Jacobian is over the budget of {BUDGET} or fast_mode)")
+
+    def rows(self, a: int, b: int, like: torch.Tensor) -> torch.Tensor:
+        if not self.identity:
+            return self.C[a:b]
+        out = torch.zeros(b - a, len(like), dtype=like.dtype, device=like.device)
+        out[torch.arange(b - a), torch.arange(a, b)] = 1
+        return out
+
+
+def plan(p: Problem, fast: bool, seed: int = 0) -> Plan:
+    N = sum(p.n(i) for i in p.pos)
+    dev = p.f0.device
+    if not fast and p.M * max(N, 1) <= BUDGET:
+        owner = torch.cat([torch.full((m,), j) for j, m in enumerate(p.sizes)]) if p.sizes else \
+            torch.zeros(0, dtype=torch.long)
+        local = torch.cat([torch.arange(m) for m in p.sizes]) if p.sizes else owner
+        return Plan(True, 0, p.M, owner, local, None)
+    per = FAST_PER_OUTPUT if fast else RANDOM_PER_OUTPUT
+    g = torch.Generator().manual_seed(seed)
+    C = torch.zeros(per * len(p.sizes), p.M, dtype=torch.float64)
+    off = 0
+    for j, m in enumerate(p.sizes):
+        C[j * per:(j + 1) * per, off:off + m] = torch.randn(per, m, generator=g, dtype=torch.float64)
+        off += m
+    owner = torch.arange(len(p.sizes)).repeat_interleave(per)
+    local = torch.arange(per).repeat(len(p.sizes))
+    return Plan(False, per, len(owner), owner, local, C.to(dev))
+
+
+def compare(p: Problem, pl: Plan, A: dict[int, torch.Tensor], h: float, rtol: float,
+            atol: float) -> list[Pair]:
+    """Every (input, output) block, judged entry by entry."""
+    pairs = []
+    owner = pl.owner.to(p.f0.device)
+    blocks = {i: [Pair(i, j) for j in range(len(p.sizes))] for i in p.pos}
+    dirs = frozenset() if pl.identity else frozenset(
+        i for i in p.pos if p.n(i) > FAST_ENTRYWISE_MAX or (p.n(i) > DIRECT_MAX and not p.can_vmap(i)))
+    for i, idx, Fp, Fm in p.all_columns(h, dirs):
+        a = A[i].to(torch.float64)[:, idx.to(A[i].device)]
+        _chunk(p, pl, blocks[i], owner, a, Fp, Fm, idx, h, rtol, atol)
+    for i in sorted(dirs):        # fast mode, a function vmap cannot batch: torch's directions
+        U, Fp, Fm = p.directions(i, h, DIRECTIONS)
+        a = A[i].to(torch.float64) @ U.to(torch.float64).to(A[i].device)
+        for b in blocks[i]:
+            b.directions = True
+        _chunk(p, pl, blocks[i], owner, a, Fp, Fm, torch.arange(DIRECTIONS), h, rtol, atol)
+    pairs = [b for i in p.pos for b in blocks[i]]
+    return pairs
+
+
+def _chunk(p: Problem, pl: Plan, blocks, owner, a, Fp, Fm, idx, h, rtol, atol) -> None:
+    """Judge analytic ``a`` (K, B) against the central differences of one chunk F+- (B, M)."""
+    D = ((Fp - Fm) / (2 * h)).to(torch.float64)               # in the inputs' dtype, like torch
+    n = D.T if pl.identity else pl.C.to(torch.float64) @ D.T
+    err = (a - n).abs()
+    if bool((err <= atol + rtol * n.abs()).all()):           # the common case: no rounding term
+        _tally(blocks, owner, err, a.shape[1])
+        return
+    u = torch.finfo(Fp.dtype).eps if Fp.is_floating_point() else 2.0 ** -52
+    f0 = p.f0.to(Fp.dtype)
+    R = ((Fp - f0) / h).to(torch.float64)
+    L = ((f0 - Fm) / h).to(torch.float64)
+    mag = torch.maximum(torch.maximum(Fp.abs(), Fm.abs()), f0.abs()).to(torch.float64)
+    if pl.identity:
+        r, l, noise = R.T, L.T, mag.T
+    else:
+        C = pl.C.to(torch.float64)
+        r, l, noise = C @ R.T, C @ L.T, C.abs() @ mag.T
+    noise = NOISE_FACTOR * u * noise / h
+    _judge(blocks, owner, pl.local, a, n, r, l, noise, idx, rtol, atol)
+
+
+def _tally(blocks, owner, err, width: int) -> None:
+    """Counts and max error of a chunk where every entry passed."""
+    for j, b in enumerate(blocks):
+        e = err if len(blocks) == 1 else err[owner == j]
+        b.compared += e.numel()
+        if e.numel():
+            b.max_err = max(b.max_err, float(e.max()))
+
+
+def _judge(blocks, owner, local, a, n, r, l, noise, idx, rtol, atol) -> None:
+    err = (a - n).abs()
+    thr = noise.add_(atol).add_(n.abs(), alpha=rtol)
+    bad = ~(err <= thr)
+    kink = torch.zeros_like(bad)
+    if bad.any():      # the kink rule, on the failing entries only
+        at = bad.nonzero(as_tuple=True)
+        ab, eb, tb, rb, lb = a[at], err[at], thr[at], r[at], l[at]
+        ok = (torch.isfinite(ab) & ((rb - lb).abs() >= 0.1 * eb)
+              & (ab >= torch.minimum(rb, lb) - tb) & (ab <= torch.maximum(rb, lb) + tb))
+        kink[at] = ok
+        bad[at] = ~ok
+    whole = len(blocks) == 1
+    for j, b in enumerate(blocks):
+        rows = slice(None) if whole else owner == j
+        nrows = a.shape[0] if whole else int(rows.sum())
+        if not nrows:
+            continue
+        b.compared += nrows * a.shape[1]
+        bj, kj = bad[rows], kink[rows]
+        b.failed += int(bj.sum())
+        b.kinks += int(kj.sum())
+        e = err[rows]
+        if kj.any():
+            e = torch.where(kj, torch.zeros_like(e), e)
+        if e.numel():
+            b.max_err = max(b.max_err, float(torch.nan_to_num(e, nan=float("inf")).max()))
+        if bj.any():
+            _worst(b, bj, e, thr[rows], a[rows], n[rows], local.to(a.device)[rows], idx)
+
+
+def _worst(b: Pair, bad, err, thr, a, n, loc, idx) -> None:
+    at = bad.nonzero(as_tuple=True)
+    ratio = torch.nan_to_num(err[at] / thr[at], nan=float("inf"))
+    top = torch.topk(ratio, min(WORST, len(ratio))).indices.tolist()
+    for k in top:
+        ri, ci = int(at[0][k]), int(at[1][k])
+        b.worst.append((float(ratio[k]), int(idx[ci]), int(loc[ri]), float(a[ri, ci]), float(n[ri, ci])))
+    b.worst = sorted(b.worst, key=lambda w: (-w[0], w[1], w[2]))[:WORST]

@@ -1,0 +1,233 @@
+"""Both sides of the drop-in's comparison, batched.
+
+The function is seen as flat real vectors: each checked input ``inputs[i]`` (a tensor that
+requires grad, floating or complex: complex ones as ``view_as_real``) against the concatenation
+of its differentiable outputs (those that require grad, complex ones as ``view_as_real``).
+
+- analytic: ``C J`` for a matrix of cotangents C (K x M), by ``torch.autograd.grad(...,
+  is_grads_batched=True)`` (one vmapped backward per chunk of rows; a loop over the rows where
+  the backward has no batching rule);
+- numerical: for every entry j of an input, ``f(x + h e_j)`` and ``f(x - h e_j)`` in the input's
+  dtype, a chunk of perturbations per ``torch.func.vmap`` call (a loop where the function cannot
+  be vmapped: a custom autograd.Function without a vmap rule, random ops, data-dependent code).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+BUDGET = 2**25         # entries of one float64 block alive at once (256 MiB): chunks stay below
+ROWS_BUDGET = 2**22    # entries of one batched backward's cotangents or gradients (its
+                       # intermediates are as many times larger as the backward needs)
+OUT_BUDGET = 2**22     # entries of the perturbed outputs of one numerical chunk
+JOINT = 512            # up to this many input entries in all, one vmap perturbs every input
+LOOP_ROWS = 2          # up to this many cotangents a loop of plain backwards is cheaper than vmap
+
+
+def as_tuple(x: Any) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def real(t: torch.Tensor) -> torch.Tensor:
+    """A complex tensor as real pairs (conjugate views resolved, strides made viewable)."""
+    if not t.is_complex():
+        return t
+    t = t.resolve_conj()
+    return torch.view_as_real(t if t.stride()[-1:] in ((1,), ()) and all(
+        s % 2 == 0 for s in t.stride()[:-1]) else t.contiguous())
+
+
+def checked_inputs(inputs: Sequence) -> list[int]:
+    """Positions of the inputs gradcheck checks: tensors requiring grad, floating or complex."""
+    return [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad
+            and (x.is_floating_point() or x.is_complex())]
+
+
+def differentiable(out: Any) -> list[int]:
+    """Positions of the outputs torch's gradcheck compares: tensors that require grad."""
+    return [j for j, o in enumerate(as_tuple(out)) if isinstance(o, torch.Tensor) and o.requires_grad]
+
+
+class Problem:
+    """``func`` at ``inputs``: the checked inputs ``pos``, the compared outputs ``out_pos`` (their
+    real sizes ``sizes``) and the unperturbed flat output ``f0``."""
+
+    def __init__(self, func: Callable, inputs: tuple, out: Any,
+                 out_pos: list[int] | None = None) -> None:
+        self.func, self.inputs = func, inputs
+        self.pos = checked_inputs(inputs)
+        self.out_pos = differentiable(out) if out_pos is None else out_pos
+        outs = self.out = as_tuple(out)
+        self.shapes = [tuple(real(outs[j]).shape) for j in self.out_pos]
+        self.complex_out = [outs[j].is_complex() for j in self.out_pos]
+        self.sizes = [real(outs[j]).numel() for j in self.out_pos]
+        self.M = sum(self.sizes)
+        self.f0 = self.flat(out).detach()
+        self.vmap_ok = {i: True for i in self.pos}
+        self.first: tuple | None = None      # (cotangents, raw gradients) of C's row 0, when plain
+        self.batched_backward = True
+
+    def n(self, i: int) -> int:
+        return real(self.inputs[i]).numel()
+
+    def flat(self, out: Any) -> torch.Tensor:
+        outs = as_tuple(out)
+        parts = [real(outs[j]).reshape(-1) for j in self.out_pos]
+        if not parts:
+            return torch.zeros(0, dtype=torch.float64)
+        dtype = torch.promote_types(parts[0].dtype, torch.float32)
+        for p in parts[1:]:
+            dtype = torch.promote_types(dtype, p.dtype)
+        return torch.cat([p.to(dtype) for p in parts])
+
+    def call_with(self, i: int, xi: torch.Tensor) -> torch.Tensor:
+        args = list(self.inputs)
+        args[i] = xi
+        return self.flat(self.func(*args))
+
+    # -- numerical side ------------------------------------------------------------------
+    def perturbed(self, i: int, deltas: torch.Tensor) -> torch.Tensor:
+        """Flat outputs (B, M) at ``inputs[i] + delta`` for each row of ``deltas`` (B, n_i)."""
+        x = self.inputs[i].detach()
+        xr = real(x)
+
+        def one(d: torch.Tensor) -> torch.Tensor:
+            v = xr + d.reshape(xr.shape)
+            return self.call_with(i, torch.view_as_complex(v) if x.is_complex() else v)
+
+        with torch.no_grad():
+            if self.vmap_ok[i]:
+                try:
+                    return torch.func.vmap(one)(deltas)
+                except Exception:        # no batching rule, random op, data-dependent code...
+                    self.vmap_ok[i] = False
+            return torch.stack([one(d) for d in deltas]) if len(deltas) else deltas.new_zeros(0, self.M)
+
+    def all_columns(self, h: float, skip: frozenset = frozenset()):
+        """Yield (i, entries, F+, F-) for every checked input but ``skip``: small problems (at
+        most JOINT entries in all) in one vmap call perturbing every input, else input by input."""
+        pos = [i for i in self.pos if i not in skip]
+        sizes = [self.n(i) for i in pos]
+        if pos != self.pos:
+            for i in pos:
+                for idx, Fp, Fm in self.columns(i, h):
+                    yield i, idx, Fp, Fm
+            return
+        if sum(sizes) <= JOINT and all(self.vmap_ok.values()):
+            got = self._joint(h, sizes)
+            if got is not None:
+                yield from got
+                return
+        for i in self.pos:
+            for idx, Fp, Fm in self.columns(i, h):
+                yield i, idx, Fp, Fm
+
+    def _joint(self, h: float, sizes: list[int]):
+        total = sum(sizes)
+        deltas, off = [], 0
+        for i, n in zip(self.pos, sizes):
+            xr = real(self.inputs[i])
+            d = torch.zeros(2 * total, n, dtype=xr.dtype, device=xr.device)
+            r = torch.arange(n, device=xr.device)
+            d[off + r, r] = h
+            d[total + off + r, r] = -h
+            deltas.append(d)
+            off += n
+
+        def one(*ds):
+            args = list(self.inputs)
+            for i, d in zip(self.pos, ds):
+                x = self.inputs[i].detach()
+                v = real(x) + d.reshape(real(x).shape)
+                args[i] = torch.view_as_complex(v) if x.is_complex() else v
+            return self.flat(self.func(*args))
+
+        try:
+            with torch.no_grad():
+                out = torch.func.vmap(one)(*deltas)
+        except Exception:        # per input below, each with its own fallback
+            return None
+        res, off = [], 0
+        for i, n in zip(self.pos, sizes):
+            idx = torch.arange(n, device=out.device)
+            res.append((i, idx, out[off:off + n], out[total + off:total + off + n]))
+            off += n
+        return res
+
+    def can_vmap(self, i: int) -> bool:
+        """Whether the function can be vmapped over perturbations of input i (tried once)."""
+        if self.vmap_ok[i]:
+            x = real(self.inputs[i])
+            self.perturbed(i, torch.zeros(1, self.n(i), dtype=x.dtype, device=x.device))
+        return self.vmap_ok[i]
+
+    def directions(self, i: int, h: float, k: int):
+        """(U (n, k), F+ (k, M), F- (k, M)): outputs at x +- h u for k seeded unit directions u."""
+        x = real(self.inputs[i])
+        gen = torch.Generator().manual_seed(3 + i)
+        U = torch.randn(self.n(i), k, generator=gen, dtype=torch.float64)
+        U = (U / U.norm(dim=0)).to(x.dtype).to(x.device)
+        out = self.perturbed(i, torch.cat([h * U.T, -h * U.T]))
+        return U, out[:k], out[k:]
+
+    def columns(self, i: int, h: float):
+        """Yield (entries, F+, F-) chunk by chunk for input i: F+- (B, M) outputs at x +- h e_j."""
+        n = self.n(i)
+        x = real(self.inputs[i])
+        # the perturbations (per x n) and their outputs (2 per x M) both stay within the budget
+        per = max(1, min(n, OUT_BUDGET // max(1, 2 * self.M, 2 * n), 4096))
+        for a in range(0, n, per):
+            idx = torch.arange(a, min(n, a + per), device=x.device)
+            d = torch.zeros(len(idx), n, dtype=x.dtype, device=x.device)
+            d[torch.arange(len(idx), device=x.device), idx] = h
+            out = self.perturbed(i, torch.cat([d, -d]))
+            yield idx, out[:len(idx)], out[len(idx):]
+
+    # -- analytic side -------------------------------------------------------------------
+    def vjp(self, C: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Rows ``C J`` (K, n_i) for every checked input i, C (K, M) cotangents (real layout)."""
+        outs = [self.out[j] for j in self.out_pos]     # the first call's graph, retained
+        K = C.shape[0]
+        pieces, off = [], 0
+        for o, shape, cplx, m in zip(outs, self.shapes, self.complex_out, self.sizes):
+            c = C[:, off:off + m].reshape(K, *shape).to(real(o).dtype)
+            pieces.append(torch.view_as_complex(c.contiguous()) if cplx else c)
+            off += m
+        xs = [self.inputs[i] for i in self.pos]
+        grads = None
+        if self.batched_backward and K > LOOP_ROWS:
+            try:
+                grads = torch.autograd.grad(outs, xs, pieces, retain_graph=True, allow_unused=True,
+                                            is_grads_batched=True)
+            except Exception:        # a backward without a batching rule: one row at a time
+                self.batched_backward = False
+        if grads is None:
+            rows = [torch.autograd.grad(outs, xs, [p[k] for p in pieces], retain_graph=True,
+                                        allow_unused=True) for k in range(K)]
+            if self.first is None and rows:
+                self.first = ([p[0] for p in pieces], list(rows[0]))
+            grads = [None if rows[0][t] is None else torch.stack([r[t] for r in rows])
+                     for t in range(len(xs))] if rows else [None] * len(xs)
+        res = {}
+        for i, g in zip(self.pos, grads):
+            if g is None:
+                res[i] = torch.zeros(K, self.n(i), dtype=real(self.inputs[i]).dtype,
+                                     device=self.inputs[i].device)
+            else:
+                res[i] = real(g.to(self.inputs[i].dtype)).reshape(K, -1).detach()
+        return res
+
+    def grads_once(self, cot: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        """One plain backward with the given per-output cotangents: the raw input gradients."""
+        return list(torch.autograd.grad([self.out[j] for j in self.out_pos],
+                                        [self.inputs[i] for i in self.pos], cot, retain_graph=True,
+                                        allow_unused=True))
+
+    def analytic(self, K: int, rows: Callable[[int, int], torch.Tensor]) -> dict[int, torch.Tensor]:
+        """``C J`` for every input, C's K rows made by ``rows(a, b)`` in chunks within the budget."""
+        N = max([self.n(i) for i in self.pos] + [self.M, 1])
+        per = max(1, min(K, ROWS_BUDGET // N, 1024))
+        parts = [self.vjp(rows(a, min(K, a + per))) for a in range(0, K, per)]
+        return {i: torch.cat([p[i] for p in parts]) if parts else
+                torch.zeros(0, self.n(i), dtype=torch.float64) for i in self.pos}

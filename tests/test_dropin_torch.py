@@ -1,0 +1,227 @@
+"""gradcheck_cli.torch.gradcheck / gradgradcheck as drop-ins for torch.autograd's."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the torch drop-ins need PyTorch")
+
+from gradcheck_cli.torch import GradcheckError, gradcheck, gradgradcheck  # noqa: E402
+
+TorchGradcheckError = sys.modules["torch.autograd.gradcheck"].GradcheckError
+
+
+def scaled_product(second: float):
+    """An autograd.Function (alpha x w, sin(x + w)): two tensor inputs, a float option, a tuple
+    output; ``second`` scales the gradient of w (1.0 = correct)."""
+
+    class ScaledProduct(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w, alpha):
+            ctx.save_for_backward(x, w)
+            ctx.alpha = alpha
+            return alpha * x * w, torch.sin(x + w)
+
+        @staticmethod
+        def backward(ctx, g1, g2):
+            x, w = ctx.saved_tensors
+            c = torch.cos(x + w) * g2
+            return ctx.alpha * w * g1 + c, (ctx.alpha * x * g1 + c) * second, None
+
+    return ScaledProduct
+
+
+ScaledProduct, BuggySecond = scaled_product(1.0), scaled_product(1.01)
+
+
+def _inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    return x, w, 0.5
+
+
+# the same test body as with torch.autograd.gradcheck: only the import differs
+def test_custom_function_passes_as_with_torch():
+    assert gradcheck(ScaledProduct.apply, _inputs())
+    assert gradcheck(ScaledProduct.apply, _inputs(), eps=1e-6, atol=1e-4)
+    assert torch.autograd.gradcheck(ScaledProduct.apply, _inputs())
+
+
+@pytest.mark.parametrize("fast_mode", [False, True])
+def test_wrong_backward_for_the_second_input_is_named(fast_mode):
+    with pytest.raises(TorchGradcheckError) as info:     # existing pytest.raises keep working
+        gradcheck(BuggySecond.apply, _inputs(), fast_mode=fast_mode)
+    e = info.value
+    assert isinstance(e, GradcheckError) and e.inputs == [1]
+    msg = str(e)
+    assert msg.splitlines()[0] == "gradcheck: Jacobian mismatch for inputs[1]"
+    assert "inputs[0]" not in msg.split("\n", 1)[1]
+    assert "inputs[1]" in msg and "output[0]" in msg and "analytic" in msg and "numerical" in msg
+    assert ("every entry of the Jacobian" in msg) != fast_mode
+    with pytest.raises(TorchGradcheckError):
+        torch.autograd.gradcheck(BuggySecond.apply, _inputs(), fast_mode=fast_mode)
+
+
+def test_raise_exception_false_returns_false():
+    assert gradcheck(BuggySecond.apply, _inputs(), raise_exception=False) is False
+
+
+def test_single_tensor_input_and_output():
+    x = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(torch.tanh, x)
+    assert gradcheck(torch.tanh, (x,), fast_mode=True)
+
+
+def test_a_one_entry_bug_in_a_large_input_is_caught_in_fast_mode():
+    """torch's single projection often misses it; every input entry is compared here."""
+    class OneEntry(torch.autograd.Function):
+        generate_vmap_rule = True        # vmappable: fast mode perturbs every entry
+
+        @staticmethod
+        def forward(x):
+            return x.sin()
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            out = (x.cos() * g).reshape(-1)
+            bump = torch.zeros_like(out)
+            bump[17] = 1e-2
+            return (out + bump * out.abs().max()).reshape(x.shape)
+
+    x = torch.randn(30, 30, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(GradcheckError, match=r"inputs\[0\]\[0, 17\]"):
+        gradcheck(OneEntry.apply, (x,), fast_mode=True)
+
+
+def test_complex_outputs_and_integer_outputs():
+    x = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(torch.fft.fft, (x,))
+    assert gradcheck(lambda t: torch.max(t, dim=0), (x.reshape(2, 3),))
+
+
+def test_non_tensor_and_frozen_inputs_are_passed_through():
+    x = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(4, dtype=torch.float64)               # not checked: no requires_grad
+    assert gradcheck(lambda a, b, k: (a * b) ** k, (x, y, 2))
+    with pytest.raises(ValueError, match="at least one input tensor to require gradient"):
+        gradcheck(torch.sin, (y,))
+
+
+def test_backward_not_multiplied_by_grad_output_names_the_input():
+    class Offset(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w):
+            return x * w
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, g + 1.0
+
+    x, w, _ = _inputs()
+    with pytest.raises(GradcheckError) as info:
+        gradcheck(Offset.apply, (x, w), raise_exception=True)
+    assert 1 in info.value.inputs
+
+
+def test_keywords_it_cannot_honour_are_refused_by_name():
+    for kw in (dict(check_forward_ad=True), dict(masked=True), dict(check_backward_ad=False),
+               dict(check_batched_forward_grad=True)):
+        name = next(iter(kw))
+        with pytest.raises(NotImplementedError, match=name):
+            gradcheck(ScaledProduct.apply, _inputs(), **kw)
+    with pytest.raises(NotImplementedError, match="check_fwd_over_rev"):
+        gradgradcheck(torch.sin, (_inputs()[0],), check_fwd_over_rev=True)
+
+
+def test_check_batched_grad_and_dtypes():
+    x, w, _ = _inputs()
+    assert gradcheck(lambda a, b: (a * b).exp(), (x, w), check_batched_grad=True,
+                     check_grad_dtypes=True, nondet_tol=1e-12)
+    # its backward's ops have batching rules: torch's check_batched_grad passes it too
+    assert gradcheck(ScaledProduct.apply, _inputs(), check_batched_grad=True)
+    assert torch.autograd.gradcheck(ScaledProduct.apply, _inputs(), check_batched_grad=True)
+
+
+def test_gradgradcheck_passes_and_names_a_wrong_double_backward():
+    x, w, _ = _inputs()
+    assert gradgradcheck(lambda a, b: (a * b.sin()).exp(), (x, w))
+    assert gradgradcheck(ScaledProduct.apply, _inputs(), fast_mode=True)   # differentiable backward
+
+    class WrongDouble(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x ** 3
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 3 * x.detach() ** 2 * g       # detached: no second derivative through x
+
+    with pytest.raises(TorchGradcheckError) as info:
+        gradgradcheck(WrongDouble.apply, (x,))
+    assert info.value.inputs == [0] and "gradgradcheck: Jacobian mismatch for inputs[0]" in str(info.value)
+    assert torch.autograd.gradcheck(WrongDouble.apply, (x,))
+
+
+def test_float32_inputs_with_torchs_advice():
+    x = torch.randn(6, dtype=torch.float32, requires_grad=True)
+    assert gradcheck(torch.sin, (x,), eps=1e-3, atol=1e-3, rtol=1e-2)
+
+
+def test_kinks_pass_where_the_one_sided_differences_bracket_the_gradient():
+    x = torch.tensor([0.0, 1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    assert gradcheck(torch.abs, (x,))           # abs'(0) = 0 lies between -1 and 1
+
+
+def test_opinfo_harness_smoke(capsys):
+    """benchmarks/opinfo.py on a handful of ops: both tools agree and the seeded bugs are caught."""
+    pytest.importorskip("expecttest", reason="torch's OpInfo database needs expecttest")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "opinfo.py"
+    spec = importlib.util.spec_from_file_location("opinfo_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    threads = torch.get_num_threads()
+    try:
+        out = mod.main(["--ops", "sin,mul,nn.functional.softplus", "--samples", "1", "--setting", "own",
+                        "--no-conv", "--no-gradgrad"])
+    finally:
+        torch.set_num_threads(threads)
+    r = out["results"][0]
+    assert r["samples"] >= 3 and not r["false_alarm"] and not r["errors"]
+    b = r["bugs"]
+    assert b["seeded"] >= 3 and b["dropin"] == b["named"] == b["seeded"] and not b["missed_torch_caught"]
+    assert "false alarms (torch passes, drop-in fails): 0" in capsys.readouterr().out
+
+
+def test_fast_mode_on_a_function_vmap_cannot_batch_uses_directions():
+    """A data-dependent Python branch defeats vmap: fast mode then compares along random unit
+    directions (a loop of 2 x 4 forwards, not 2 per entry) and still names the input."""
+    def branchy(x, w):
+        return x * w if float(x.detach().sum()) > -1e9 else x     # .item()-like: not vmappable
+
+    x = torch.randn(12, 12, dtype=torch.float64, requires_grad=True)    # > DIRECT_MAX entries
+    w = torch.randn(12, 12, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(branchy, (x, w), fast_mode=True)
+    bad = scaled_product(1.5)
+    with pytest.raises(GradcheckError) as info:
+        gradcheck(lambda a, b: bad.apply(a, b, 0.5) if float(a.detach().sum()) > -1e9 else None, (x, w),
+                  fast_mode=True)
+    assert info.value.inputs == [1] and "seeded random unit directions" in str(info.value)
+
+
+def test_conjugate_and_strided_complex_outputs():
+    x = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(torch.fft.ifft, (x,))                          # a conjugate view inside
+    m = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(lambda a: torch.linalg.eigvals(a).abs(), (m,))
