@@ -225,3 +225,40 @@ def test_conjugate_and_strided_complex_outputs():
     assert gradcheck(torch.fft.ifft, (x,))                          # a conjugate view inside
     m = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
     assert gradcheck(lambda a: torch.linalg.eigvals(a).abs(), (m,))
+
+
+def sort_like(bump: float):
+    """torch.sort's values as an autograd.Function; ``bump`` moves entry 7 of the input gradient
+    by that fraction of its largest magnitude (0.0 = correct)."""
+
+    class SortLike(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            values, idx = torch.sort(x)
+            ctx.save_for_backward(idx)
+            return values
+
+        @staticmethod
+        def backward(ctx, g):
+            (idx,) = ctx.saved_tensors
+            gx = torch.zeros_like(g).scatter(0, idx, g)
+            return gx + bump * gx.abs().max() * (torch.arange(len(gx)) == 7)
+
+    return SortLike
+
+
+def test_a_one_entry_bug_of_a_sort_of_large_values_is_caught_over_the_budget(monkeypatch):
+    """Full mode over the budget: projected rows against every input entry (never directions),
+    and the rounding term counts only the outputs a perturbation moved (summed over all of
+    them, the large sorted values hid torch's seeded sort#0 bug)."""
+    from gradcheck_cli.torch import compare
+    monkeypatch.setattr(compare, "BUDGET", 1)             # random cotangents, as for 8000 values
+    monkeypatch.setattr(compare, "FAST_ENTRYWISE_MAX", 8)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randperm(400, generator=g).double() * 100 + 4e4).requires_grad_()
+    assert gradcheck(sort_like(0.0).apply, (x,))
+    assert torch.autograd.gradcheck(sort_like(0.0).apply, (x,))
+    with pytest.raises(GradcheckError, match=r"inputs\[0\]\[7\]") as info:
+        gradcheck(sort_like(1e-2).apply, (x,))
+    assert info.value.inputs == [0]
+    assert not torch.autograd.gradcheck(sort_like(1e-2).apply, (x,), raise_exception=False)
