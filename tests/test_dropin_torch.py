@@ -262,3 +262,17 @@ def test_a_one_entry_bug_of_a_sort_of_large_values_is_caught_over_the_budget(mon
         gradcheck(sort_like(1e-2).apply, (x,))
     assert info.value.inputs == [0]
     assert not torch.autograd.gradcheck(sort_like(1e-2).apply, (x,), raise_exception=False)
+
+
+def test_gradgradcheck_of_native_layer_norm_without_weight_agrees_with_torch():
+    """It crashed (an undefined gradient reached the double backward); now the verdict is
+    torch's (OpInfo's sample #1: bias, no weight)."""
+    g = torch.Generator().manual_seed(0)
+    x, b = (torch.randn(1, 2, 3, generator=g, dtype=torch.float64, requires_grad=True) for _ in "xb")
+
+    def fn(a, c):
+        return torch.native_layer_norm(a, (1, 2, 3), None, c, 0.5)
+
+    verdicts = [tool(fn, (x, b), raise_exception=False)
+                for tool in (torch.autograd.gradgradcheck, gradgradcheck)]
+    assert verdicts[0] == verdicts[1]

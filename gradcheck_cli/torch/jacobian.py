@@ -49,6 +49,27 @@ def differentiable(out: Any) -> list[int]:
     return [j for j, o in enumerate(as_tuple(out)) if isinstance(o, torch.Tensor) and o.requires_grad]
 
 
+def backward(outs: list, xs: list, cots: list, batched: bool = False) -> tuple:
+    """``torch.autograd.grad`` of ``outs`` with cotangents ``cots`` (graph retained, unused inputs
+    None). Where the joint backward raises, output by output, summed: torch's gradcheck
+    differentiates one output at a time, the others' gradients undefined rather than zero, and
+    some double backwards only work so (native_layer_norm's without weight)."""
+    def grad(o, c):
+        return torch.autograd.grad(o, xs, c, retain_graph=True, allow_unused=True,
+                                   is_grads_batched=batched)
+    try:
+        return grad(outs, cots)
+    except RuntimeError:
+        if len(outs) < 2:
+            raise
+    total: list = [None] * len(xs)
+    for o, c in zip(outs, cots):
+        if bool(c.any()):        # a zero cotangent adds nothing (torch leaves it undefined)
+            total = [t if g is None else g if t is None else t + g
+                     for t, g in zip(total, grad([o], [c]))]
+    return tuple(total)
+
+
 class Problem:
     """``func`` at ``inputs``: the checked inputs ``pos``, the compared outputs ``out_pos`` (their
     real sizes ``sizes``) and the unperturbed flat output ``f0``."""
@@ -198,13 +219,11 @@ class Problem:
         grads = None
         if self.batched_backward and K > LOOP_ROWS:
             try:
-                grads = torch.autograd.grad(outs, xs, pieces, retain_graph=True, allow_unused=True,
-                                            is_grads_batched=True)
+                grads = backward(outs, xs, pieces, batched=True)
             except Exception:        # a backward without a batching rule: one row at a time
                 self.batched_backward = False
         if grads is None:
-            rows = [torch.autograd.grad(outs, xs, [p[k] for p in pieces], retain_graph=True,
-                                        allow_unused=True) for k in range(K)]
+            rows = [backward(outs, xs, [p[k] for p in pieces]) for k in range(K)]
             if self.first is None and rows:
                 self.first = ([p[0] for p in pieces], list(rows[0]))
             grads = [None if rows[0][t] is None else torch.stack([r[t] for r in rows])
@@ -220,9 +239,8 @@ class Problem:
 
     def grads_once(self, cot: list[torch.Tensor]) -> list[torch.Tensor | None]:
         """One plain backward with the given per-output cotangents: the raw input gradients."""
-        return list(torch.autograd.grad([self.out[j] for j in self.out_pos],
-                                        [self.inputs[i] for i in self.pos], cot, retain_graph=True,
-                                        allow_unused=True))
+        return list(backward([self.out[j] for j in self.out_pos], [self.inputs[i] for i in self.pos],
+                             cot))
 
     def analytic(self, K: int, rows: Callable[[int, int], torch.Tensor]) -> dict[int, torch.Tensor]:
         """``C J`` for every input, C's K rows made by ``rows(a, b)`` in chunks within the budget."""
