@@ -10,7 +10,9 @@ torch's allclose plus the rounding term of the central difference::
 
     |a - n| <= atol + rtol |n| + 32 u max(|f(x+h)|, |f(x-h)|, |f(x)|) / h     (u of the dtype)
 
-An entry failing it passes as a kink when its one-sided differences (f(x+h)-f(x))/h and
+For a row c of random cotangents the rounding term is ``c``'s magnitudes against those of the
+outputs the perturbation moved (the others' differences are exact zeros). An entry failing it
+passes as a kink when its one-sided differences (f(x+h)-f(x))/h and
 (f(x)-f(x-h))/h disagree by at least a tenth of the error and ``a`` lies between them.
 """
 from __future__ import annotations
