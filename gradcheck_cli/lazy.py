@@ -48,3 +48,24 @@ class LazyModule(ModuleType):
 
 
 sparse = LazyModule("scipy.sparse")
+
+
+def framework_getattr(package: str, names: tuple[str, ...], framework: str, display: str,
+                      pip_hint: str):
+    """A module ``__getattr__`` for ``package`` (gradcheck_cli.torch / .jax) that imports its
+    ``dropin`` submodule on first use of one of ``names``; where ``framework`` is not installed,
+    an ImportError naming the pip command."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        try:
+            dropin = importlib.import_module(f"{package}.dropin")
+        except ImportError as e:
+            if framework not in str(e):
+                raise
+            raise ImportError(f"{package}.{name} needs {display}, which is not installed: "
+                              f"{pip_hint}") from e
+        return getattr(dropin, name)
+
+    return __getattr__

@@ -19,22 +19,11 @@ installed it raises ImportError naming the pip command.
 """
 from __future__ import annotations
 
-from typing import Any
-
+from ..lazy import framework_getattr
 from .module import assert_function_gradients, check_function
 
 __all__ = ["check_function", "assert_function_gradients", "check_grads"]
 PIP_HINT = "pip install 'gradcheck-cli[jax]'"
 
 
-def __getattr__(name: str) -> Any:
-    if name != "check_grads":
-        raise AttributeError(f"module 'gradcheck_cli.jax' has no attribute {name!r}")
-    try:
-        from . import dropin
-    except ImportError as e:
-        if "jax" not in str(e):
-            raise
-        raise ImportError(f"gradcheck_cli.jax.check_grads needs JAX, which is not installed: "
-                          f"{PIP_HINT}") from e
-    return dropin.check_grads
+__getattr__ = framework_getattr(__name__, ("check_grads",), "jax", "JAX", PIP_HINT)

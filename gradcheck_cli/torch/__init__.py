@@ -18,8 +18,7 @@ torch installed they raise ImportError naming the pip command.
 """
 from __future__ import annotations
 
-from typing import Any
-
+from ..lazy import framework_getattr
 from .module import assert_module_gradients, check_module
 
 __all__ = ["check_module", "assert_module_gradients", "gradcheck", "gradgradcheck",
@@ -28,14 +27,4 @@ _DROPIN = ("gradcheck", "gradgradcheck", "GradcheckError")
 PIP_HINT = "pip install 'gradcheck-cli[torch]'"
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _DROPIN:
-        raise AttributeError(f"module 'gradcheck_cli.torch' has no attribute {name!r}")
-    try:
-        from . import dropin
-    except ImportError as e:
-        if "torch" not in str(e):
-            raise
-        raise ImportError(f"gradcheck_cli.torch.{name} needs PyTorch, which is not installed: "
-                          f"{PIP_HINT}") from e
-    return getattr(dropin, name)
+__getattr__ = framework_getattr(__name__, _DROPIN, "torch", "PyTorch", PIP_HINT)
