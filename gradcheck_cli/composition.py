@@ -34,42 +34,30 @@ def _tensors(net) -> list[tuple[int, str]]:
     return [(0, "x")] + [(i, t) for i, layer in enumerate(net.layers) for t in layer.params()]
 
 
-def _per_sample(net, x0: np.ndarray, params: list[dict]) -> np.ndarray:
-    """Per-sample loss terms and the regulariser, (N + 1,), at the given values (float64)."""
-    h = x0
+def _walk(net, d: dict | None, s: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """At v + s d (v itself for d None): each layer's input, and the per-sample loss terms with
+    the regulariser, (N + 1,), in float64."""
+    x0 = net.x0 if d is None else net.x0 + s * d[(0, "x")]
+    params = net.params if d is None else [{t: v + s * d[(i, t)] for t, v in p.items()}
+                                           for i, p in enumerate(net.params)]
+    h, inputs = x0, []
     for layer, p in zip(net.layers, params):
+        inputs.append(np.asarray(h, np.float64))
         h = layer.forward(h, p)
     terms = net.loss.per_sample_stacked(np.asarray(h, np.float64)[None])[0]
     reg = 0.0
     if net.case.l2:
         reg = 0.5 * net.case.l2 * sum(float(np.sum(p[n] ** 2)) for layer, p in zip(net.layers, params)
                                       for n in layer.regularized if n in p)
-    return np.append(terms, reg)
+    return inputs, np.append(terms, reg)
 
 
-def _moved(net, d: dict, s: float) -> np.ndarray:
-    x0 = net.x0 + s * d[(0, "x")]
-    params = [{t: v + s * d[(i, t)] for t, v in p.items()} for i, p in enumerate(net.params)]
-    return _per_sample(net, x0, params)
-
-
-def _inputs(net, s: float, d: dict) -> list[np.ndarray]:
-    """Each layer's input at v + s d (float64)."""
-    h = net.x0 + s * d[(0, "x")]
-    out = []
-    for i, (layer, p) in enumerate(zip(net.layers, net.params)):
-        out.append(np.asarray(h, np.float64))
-        h = layer.forward(h, {t: v + s * d[(i, t)] for t, v in p.items()})
-    return out
-
-
-def _crosses(net, d: dict, h: float) -> bool:
-    """Whether a step of +-h along d moves some layer's input at least as far as its distance to
-    a kink (the layers' ``kink_distance``). The one-sided gap alone cannot say so: within one
-    sample, the slope changes of several kinks are signed and may cancel in the gap while their
-    effect on the central difference does not (right - left = sum |d_j| g_j, central - analytic
-    = sum d_j g_j / 2)."""
-    at, plus, minus = _inputs(net, 0.0, d), _inputs(net, h, d), _inputs(net, -h, d)
+def _reaches_kink(net, at: list, plus: list, minus: list) -> bool:
+    """Whether the steps to ``plus`` / ``minus`` (each layer's input) move some layer's input at
+    least as far as its distance to a kink (the layers' ``kink_distance``). The one-sided gap
+    alone cannot say so: within one sample, the slope changes of several kinks are signed and
+    may cancel in the gap while their effect on the central difference does not (right - left
+    = sum |d_j| g_j, central - analytic = sum d_j g_j / 2)."""
     for layer, p, x, xp, xm in zip(net.layers, net.params, at, plus, minus):
         dist = layer.kink_distance(x, p)
         if dist is None:
@@ -97,13 +85,12 @@ def check(net, grads: dict[str, list[dict]], rtol: float, atol: float,
         return []
     rng = np.random.default_rng([net.case.seed, 6])
     h0 = net.case.eps or DEFAULT_EPS
-    base = _per_sample(net, net.x0, net.params)
+    base = _walk(net, None, 0.0)
     out = []
     for k in range(count):
         d = directions(net, rng)
         for h in (h0, h0 / SHRINK):           # a smaller step where the first crosses a kink
-            n, noise, gap, kink_noise = _numerical(net, d, base, h)
-            crossing = gap > kink_noise or _crosses(net, d, h)
+            n, noise, crossing = _numerical(net, d, base, h)
             if not crossing:
                 break
         for f, g in grads.items():
@@ -126,15 +113,16 @@ def check(net, grads: dict[str, list[dict]], rtol: float, atol: float,
 
 
 def _numerical(net, d, base, h):
-    """Central difference of L along d, its rounding estimate, and the kink gap: sum over the
-    per-sample terms of |right - left| one-sided derivatives (Richardson, steps h and h/8),
-    against its own rounding estimate."""
-    plus, minus = _moved(net, d, h), _moved(net, d, -h)
-    plus2, minus2 = _moved(net, d, h / REFINE), _moved(net, d, -h / REFINE)
+    """Central difference of L along d, its rounding estimate, and whether the steps cross a
+    kink: the per-sample one-sided derivatives (Richardson, steps h and h/8) disagree beyond
+    their rounding (sum of |right - left|), or a step reaches a layer's kink distance."""
+    (at, T0), (xp, plus), (xm, minus) = base, _walk(net, d, h), _walk(net, d, -h)
+    plus2, minus2 = _walk(net, d, h / REFINE)[1], _walk(net, d, -h / REFINE)[1]
     n = float((plus.sum() - minus.sum()) / (2 * h))
     noise = NOISE_FACTOR * U64 * (abs(plus.sum()) + abs(minus.sum())) / (2 * h)
 
     step = np.array([h])
-    lo, hi, _ = bounds(base, plus[None], minus[None], plus2[None], minus2[None], step, step / REFINE)
-    kink_noise = 1e3 * NOISE_FACTOR * U64 * float(np.abs(base).sum() + np.abs(plus).sum()) / (h / REFINE)
-    return n, noise, float(hi[0] - lo[0]), kink_noise      # sum of max - min = sum |right - left|
+    lo, hi, _ = bounds(T0, plus[None], minus[None], plus2[None], minus2[None], step, step / REFINE)
+    kink_noise = 1e3 * NOISE_FACTOR * U64 * float(np.abs(T0).sum() + np.abs(plus).sum()) / (h / REFINE)
+    gap = float(hi[0] - lo[0])                   # sum of max - min = sum |right - left|
+    return n, noise, gap > kink_noise or _reaches_kink(net, at, xp, xm)
