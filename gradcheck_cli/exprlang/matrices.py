@@ -3,8 +3,9 @@
 Layout as in Lin's notes and simpleNN (/work notes: vec-form): an image Z^{m,i} is a d x (a b)
 matrix, channels by positions, vec column-major, so entry (c, r, q) of the d x a x b image is
 vec index c + r d + q a d; row k of phi(Z) is k = i + j h + c h h (filter row fastest, then
-filter column, then channel), its column t = P + Q a_conv. These are dense here (the
-expression checks a derivation on a small case; the memory limit refuses large ones).
+filter column, then channel), its column t = P + Q a_conv. They are the kron form's own
+matrices (layers/conv_grads.py), made dense here (the expression checks a derivation on a small
+case; the memory limit refuses large ones).
 """
 from __future__ import annotations
 
@@ -32,11 +33,8 @@ def _pad_rule(d, a, b, p):
 
 def p_pad(d, a, b, p):
     """P_pad: vec(pad(Z)) = P_pad vec(Z), zeros p wide around each d x a x b image."""
-    ap, bp = a + 2 * p, b + 2 * p
-    c, r, q = np.meshgrid(np.arange(d), np.arange(a), np.arange(b), indexing="ij")
-    out = np.zeros((d * ap * bp, d * a * b))
-    out[(c + (r + p) * d + (q + p) * ap * d).ravel(), (c + r * d + q * a * d).ravel()] = 1.0
-    return out
+    from ..layers.conv_grads import kron_matrices    # layers imports exprlang: not at the top
+    return kron_matrices(d, a, b, (1, 1), (1, 1), (p, p))[1].toarray()
 
 
 def _phi_rule(d, a, b, h, s):
@@ -48,14 +46,8 @@ def _phi_rule(d, a, b, h, s):
 
 def p_phi(d, a, b, h, s):
     """P_phi (im2col): vec(phi(Z)) = P_phi vec(Z) for a d x a x b image, an h x h filter, stride s."""
-    ac, bc = (a - h) // s + 1, (b - h) // s + 1
-    i, j, c, P, Q = np.meshgrid(np.arange(h), np.arange(h), np.arange(d), np.arange(ac), np.arange(bc),
-                                indexing="ij")
-    k = i + j * h + c * h * h
-    t = P + Q * ac
-    out = np.zeros((h * h * d * ac * bc, d * a * b))
-    out[(k + t * h * h * d).ravel(), (c + (P * s + i) * d + (Q * s + j) * a * d).ravel()] = 1.0
-    return out
+    from ..layers.conv_grads import kron_matrices
+    return kron_matrices(d, a, b, (h, h), (s, s), (0, 0))[0].toarray()
 
 
 def _arange_rule(n):
