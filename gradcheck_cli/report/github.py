@@ -164,44 +164,56 @@ class CaseLines:
     """Line numbers (1-based) of a case file's ``layers:``, each ``layers[i]`` and ``loss:``, and
     the ``impl`` (or ``backward``) each user layer names. Unknown parts are None."""
 
-    def __init__(self, file: str, layers: int | None = None, items: list[int] | None = None,
-                 loss: int | None = None, docs: list[Any] | None = None, loss_doc: Any = None) -> None:
-        self.file, self.layers, self.items, self.loss = file, layers, items or [], loss
-        self.docs, self.loss_doc = docs or [], loss_doc
+    def __init__(self, file: str, layers: int | None = None, items: list | None = None,
+                 loss: Any = None) -> None:
+        self.file, self.layers_key, self.items, self.loss_key = file, layers, items or [], loss
 
     @classmethod
     def read(cls, file: str) -> "CaseLines":
+        """From the case file's node graph (the file loaded as a case before: its size, nesting
+        and aliases are bounded already); one composition, no second load for the values."""
         if not file or file.startswith("<"):
             return cls(file)
         try:
             import yaml
 
             root = yaml.compose(Path(file).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-            data = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
         except Exception:   # noqa: BLE001 - a line number is a courtesy: without one, no line=
             return cls(file)
-        if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
-            return cls(file)
-        keys = {k.value: (k, v) for k, v in root.value if isinstance(k, yaml.ScalarNode)}
-        layers = keys.get("layers")
-        items = [n.start_mark.line + 1 for n in layers[1].value] \
-            if layers and isinstance(layers[1], yaml.SequenceNode) else []
-        docs = data.get("layers") if isinstance(data.get("layers"), list) else []
-        return cls(file, layers[0].start_mark.line + 1 if layers else None, items,
-                   keys["loss"][0].start_mark.line + 1 if "loss" in keys else None, docs, data.get("loss"))
+        layers, loss = _field(root, "layers"), _field(root, "loss")
+        items = list(layers[1].value) if layers and layers[1].tag.endswith(":seq") else []
+        return cls(file, layers[0] if layers else None, items, loss)
+
+    @property
+    def layers(self) -> int | None:
+        return _line(self.layers_key)
+
+    @property
+    def loss(self) -> int | None:
+        return _line(self.loss_key[0]) if self.loss_key else None
 
     def layer(self, i: int) -> int | None:
-        return self.items[i] if 0 <= i < len(self.items) else self.layers
+        return _line(self.items[i]) if 0 <= i < len(self.items) else self.layers
 
     def code(self, i: int, loss: bool = False) -> tuple[str, int] | None:
         """(Python file, line) of the class or function a user layer (or the loss) names."""
-        doc = self.loss_doc if loss else (self.docs[i] if 0 <= i < len(self.docs) else None)
-        if not isinstance(doc, dict):
+        doc = (self.loss_key[1] if self.loss_key else None) if loss else \
+            (self.items[i] if 0 <= i < len(self.items) else None)
+        impl = _field(doc, "backward") or _field(doc, "impl")
+        if not impl or not impl[1].tag.endswith(":str"):
             return None
-        impl = doc.get("backward", doc.get("impl"))
-        if not isinstance(impl, str):
-            return None
-        return locate(impl, Path(self.file).resolve().parent)
+        return locate(impl[1].value, Path(self.file).resolve().parent)
+
+
+def _field(node: Any, key: str) -> tuple[Any, Any] | None:
+    """(key node, value node) of ``key`` in a mapping node; None elsewhere."""
+    if node is None or not node.tag.endswith(":map"):
+        return None
+    return next(((k, v) for k, v in node.value if k.tag.endswith(":str") and k.value == key), None)
+
+
+def _line(node: Any) -> int | None:
+    return node.start_mark.line + 1 if node is not None else None
 
 
 def locate(impl: str, base: Path) -> tuple[str, int] | None:
