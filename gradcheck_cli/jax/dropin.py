@@ -19,13 +19,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..numeric.central import NOISE_FACTOR
+from ..ranking import rank_desc
+
 __all__ = ["check_grads"]
 EPS = 1e-4                                   # jax's default step
 TOL = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 2e-3, np.dtype(np.float16): 1e-2,
        np.dtype(np.complex128): 1e-5, np.dtype(np.complex64): 1e-3}   # jax's defaults
 BUDGET = 2**24                               # Jacobian entries compared at once
 RANDOM_ROWS = 8
-NOISE_FACTOR = 32.0
 WORST = 3
 
 
@@ -171,7 +173,7 @@ def _table(g, mode, what, how, A, D, bad, kink, err, thr, full, atol, rtol, eps)
             lines.append(f"{name:<24} {b.size:>9} {int(b.sum()):>7} {int(k.sum()):>6} "
                          f"{float(np.where(k, 0, e).max()):>12.3e}")
             ratio = np.where(b, err[off:off + n] / thr[off:off + n], 0)
-            for flat in np.argsort(-ratio, axis=None, kind="stable")[:WORST]:
+            for flat in rank_desc(ratio)[:WORST]:      # the same order on every machine
                 i, j = np.unravel_index(flat, b.shape)
                 if not b[i, j]:
                     break

@@ -21,9 +21,10 @@ import dataclasses
 
 import torch
 
+from ..numeric.central import NOISE_FACTOR
+from ..ranking import rounded
 from .jacobian import BUDGET, Problem
 
-NOISE_FACTOR = 32.0
 WORST = 3
 RANDOM_PER_OUTPUT = 8     # cotangents per output when the Jacobian is over budget
 FAST_PER_OUTPUT = 2       # ... in fast mode
@@ -187,4 +188,4 @@ def _worst(b: Pair, bad, err, thr, a, n, loc, idx) -> None:
     for k in top:
         ri, ci = int(at[0][k]), int(at[1][k])
         b.worst.append((float(ratio[k]), int(idx[ci]), int(loc[ri]), float(a[ri, ci]), float(n[ri, ci])))
-    b.worst = sorted(b.worst, key=lambda w: (-w[0], w[1], w[2]))[:WORST]
+    b.worst = sorted(b.worst, key=lambda w: (-float(rounded(w[0])), w[1], w[2]))[:WORST]   # ranking.py
