@@ -206,8 +206,10 @@ class Problem:
             yield idx, out[:len(idx)], out[len(idx):]
 
     # -- analytic side -------------------------------------------------------------------
-    def vjp(self, C: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Rows ``C J`` (K, n_i) for every checked input i, C (K, M) cotangents (real layout)."""
+    def vjp(self, C: torch.Tensor, only: list[int] | None = None) -> dict[int, torch.Tensor]:
+        """Rows ``C J`` (K, n_i) for every checked input i (or those in ``only``), C (K, M)
+        cotangents (real layout)."""
+        pos = self.pos if only is None else only
         outs = [self.out[j] for j in self.out_pos]     # the first call's graph, retained
         K = C.shape[0]
         pieces, off = [], 0
@@ -215,7 +217,7 @@ class Problem:
             c = C[:, off:off + m].reshape(K, *shape).to(real(o).dtype)
             pieces.append(torch.view_as_complex(c.contiguous()) if cplx else c)
             off += m
-        xs = [self.inputs[i] for i in self.pos]
+        xs = [self.inputs[i] for i in pos]
         grads = None
         if self.batched_backward and K > LOOP_ROWS:
             try:
@@ -224,12 +226,12 @@ class Problem:
                 self.batched_backward = False
         if grads is None:
             rows = [backward(outs, xs, [p[k] for p in pieces]) for k in range(K)]
-            if self.first is None and rows:
+            if self.first is None and rows and only is None:
                 self.first = ([p[0] for p in pieces], list(rows[0]))
             grads = [None if rows[0][t] is None else torch.stack([r[t] for r in rows])
                      for t in range(len(xs))] if rows else [None] * len(xs)
         res = {}
-        for i, g in zip(self.pos, grads):
+        for i, g in zip(pos, grads):
             if g is None:
                 res[i] = torch.zeros(K, self.n(i), dtype=real(self.inputs[i]).dtype,
                                      device=self.inputs[i].device)

@@ -1,0 +1,131 @@
+"""Full mode on large Jacobians: both sides compressed along one probed pattern, every entry compared.
+
+With the pattern P of input i (pattern.py):
+
+- numerical: columns of one colour share no output, so one pair of forwards ``f(x +- h 1_g)``
+  per colour g gives every column of the colour: ``J[o, j] = D_g[o]`` for the one j of colour g
+  that P puts in row o (Curtis, Powell and Reid), the same central difference as column j's own;
+- analytic: rows of one colour share no input entry, so one backward row per colour r, with
+  cotangent ``sum_{o in r} v_o e_o`` (seeded weights v_o in [1, 2]), gives ``J[o, j] = B_r[j] / v_o``
+  for the one row o of colour r that P puts in column j;
+- every entry of P is judged as compare.py judges an entry (torch's ``atol + rtol |n|`` plus the
+  rounding term, the kink rule), and what P says is zero is checked to be zero on both sides:
+  ``|D_g[o]| <= atol + rounding`` where row o has no entry of colour g, ``|B_r[j]| <= atol``
+  where column j has no row of colour r.
+
+Whatever P is, a wrong Jacobian cannot pass as a whole: an entry outside P shows in a zero test
+or in the entry of P it is summed with. The weights v make two analytic errors cancel only by
+accident; an analytic error outside P summed with an entry of P is judged with that entry's
+tolerance (``rtol`` times its size), not with ``atol`` alone as the dense comparison would.
+This module only ever says "every entry agrees": on any failure, or a pattern too large, the
+dense comparison (compare.py) runs and makes the verdict and the table.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..numeric.central import NOISE_FACTOR
+from . import pattern
+from .jacobian import BUDGET, OUT_BUDGET, ROWS_BUDGET, Problem, real
+
+DENSE_MAX = 2**16     # Jacobians of up to this many entries are compared densely: cheaper there
+
+
+def agree(p: Problem, h: float, rtol: float, atol: float) -> bool:
+    """True when every entry of the Jacobian agrees (coloured); False: not decided here."""
+    N = sum(p.n(i) for i in p.pos)
+    if p.M * N <= DENSE_MAX:
+        return False
+    for i in p.pos:
+        if p.n(i) == 0:
+            continue
+        P = pattern.probe(p, i, h, BUDGET)
+        if P is None or not _input(p, i, P, h, rtol, atol):
+            return False
+    return True
+
+
+def _input(p: Problem, i: int, P, h: float, rtol: float, atol: float) -> bool:
+    coo = P.tocoo()
+    o, j = torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))
+    got = _numerical(p, i, P, o, j, h, atol)
+    if got is None:
+        return False
+    a = _analytic(p, i, P, o, j, atol)
+    if a is None:
+        return False
+    n, r, l, noise = got
+    err = (a - n).abs()
+    thr = noise.add_(atol).add_(n.abs(), alpha=rtol)
+    bad = ~(err <= thr)
+    if bad.any():        # the kink rule (compare._judge), on the failing entries only
+        ab, eb, tb, rb, lb = a[bad], err[bad], thr[bad], r[bad], l[bad]
+        kink = (torch.isfinite(ab) & ((rb - lb).abs() >= 0.1 * eb)
+                & (ab >= torch.minimum(rb, lb) - tb) & (ab <= torch.maximum(rb, lb) + tb))
+        return bool(kink.all())
+    return True
+
+
+def _numerical(p: Problem, i: int, P, o, j, h: float, atol: float):
+    """(n, r, l, noise) at P's entries: central, one-sided differences and the rounding term;
+    None when a row has a nonzero difference where P has no entry of that colour."""
+    cols, ncol = pattern.colour(P)
+    cols = torch.from_numpy(cols)
+    x = real(p.inputs[i])
+    n_in, M = p.n(i), p.M
+    cj = cols[j]
+    vals = [torch.empty(len(o), dtype=torch.float64) for _ in range(4)]
+    per = max(1, min(ncol, OUT_BUDGET // max(1, 2 * M, 2 * n_in)))
+    for a in range(0, ncol, per):
+        b = min(ncol, a + per)
+        d = torch.zeros(b - a, n_in, dtype=x.dtype)
+        inside = (cols >= a) & (cols < b)
+        d[cols[inside] - a, torch.nonzero(inside).squeeze(1)] = h
+        d = d.to(x.device)
+        F = p.perturbed(i, torch.cat([d, -d])).cpu()
+        Fp, Fm = F[:b - a], F[b - a:]
+        f0 = p.f0.to(Fp.dtype).cpu()
+        D = ((Fp - Fm) / (2 * h)).to(torch.float64)
+        u = torch.finfo(Fp.dtype).eps if Fp.is_floating_point() else 2.0 ** -52
+        mag = torch.maximum(torch.maximum(Fp.abs(), Fm.abs()), f0.abs()).to(torch.float64)
+        noise = NOISE_FACTOR * u * mag / h
+        sel = (cj >= a) & (cj < b)
+        g, oo = cj[sel] - a, o[sel]
+        covered = torch.zeros(b - a, M, dtype=torch.bool)
+        covered[g, oo] = True
+        if not bool((D.abs()[~covered] <= atol + noise[~covered]).all()):
+            return None
+        vals[0][sel] = D[g, oo]
+        vals[1][sel] = ((Fp[g, oo] - f0[oo]) / h).to(torch.float64)
+        vals[2][sel] = ((f0[oo] - Fm[g, oo]) / h).to(torch.float64)
+        vals[3][sel] = noise[g, oo]
+    return tuple(vals)
+
+
+def _analytic(p: Problem, i: int, P, o, j, atol: float):
+    """The analytic Jacobian at P's entries from one backward row per row colour; None when a
+    backward row is nonzero at an input entry where P has no row of that colour."""
+    rows, nrow = pattern.colour(P.T.tocsr())
+    rows = torch.from_numpy(rows)
+    M, n_in = p.M, p.n(i)
+    gen = torch.Generator().manual_seed(5 + i)
+    v = 1 + torch.rand(M, generator=gen, dtype=torch.float64)
+    ro = rows[o]
+    out = torch.empty(len(o), dtype=torch.float64)
+    per = max(1, min(nrow, ROWS_BUDGET // max(n_in, M, 1), 1024))
+    for a in range(0, nrow, per):
+        b = min(nrow, a + per)
+        C = torch.zeros(b - a, M, dtype=torch.float64)
+        inside = (rows >= a) & (rows < b)
+        at = torch.nonzero(inside).squeeze(1)
+        C[rows[at] - a, at] = v[at]
+        B = p.vjp(C.to(p.f0.device), only=[i])[i].to(torch.float64).cpu()
+        sel = (ro >= a) & (ro < b)
+        r, jj, oo = ro[sel] - a, j[sel], o[sel]
+        covered = torch.zeros(b - a, n_in, dtype=torch.bool)
+        covered[r, jj] = True
+        if not bool((B.abs()[~covered] <= atol).all()):
+            return None
+        out[sel] = B[r, jj] / v[oo]
+    return out

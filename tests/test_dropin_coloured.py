@@ -1,0 +1,130 @@
+"""The coloured full-mode comparison (torch/pattern.py, torch/coloured.py): the probed pattern is
+the Jacobian's, a correct function passes without the dense comparison, and every kind of wrong
+backward is refused here and caught by the dense verdict."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the torch drop-in needs torch")
+
+from gradcheck_cli.torch import GradcheckError, coloured, dropin, gradcheck, pattern  # noqa: E402
+from gradcheck_cli.torch.jacobian import Problem  # noqa: E402
+
+F = torch.nn.functional
+
+
+def _conv_inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 3, 9, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    return x, w
+
+
+def _dense_pattern(f, inputs, i):
+    J = torch.autograd.functional.jacobian(f, inputs)[i]
+    return (J.reshape(J.shape[:J.dim() - inputs[i].dim()].numel(), -1) != 0).numpy()
+
+
+@pytest.mark.parametrize("i", [0, 1])
+def test_probed_pattern_of_a_convolution_is_its_jacobians(i):
+    x, w = _conv_inputs()
+    p = Problem(F.conv2d, (x, w), F.conv2d(x, w))
+    P = pattern.probe(p, i, 1e-6, 10**7)
+    assert np.array_equal(P.toarray(), _dense_pattern(F.conv2d, (x, w), i))
+
+
+@pytest.mark.parametrize("f, shape", [
+    (lambda a: a.cumsum(1), (6, 7)),
+    (lambda a: a.reshape(3, -1).T.exp(), (6, 7)),
+    (lambda a: a.sort(dim=-1).values, (5, 9)),
+    (lambda a: F.softmax(a, dim=0) * a.sum(), (4, 5, 3)),
+])
+def test_probed_pattern_covers_the_jacobian(f, shape):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64,
+                    requires_grad=True)
+    p = Problem(f, (x,), f(x))
+    P = pattern.probe(p, 0, 1e-6, 10**7).toarray()
+    D = _dense_pattern(f, (x,), 0)
+    assert not (D & ~P).any()
+
+
+def test_a_pattern_too_large_for_the_budget_is_refused():
+    x = torch.randn(30, 30, dtype=torch.float64, requires_grad=True)
+    f = torch.linalg.inv
+    p = Problem(f, (x,), f(x))
+    assert pattern.probe(p, 0, 1e-6, 1000) is None      # dense: 810,000 entries
+
+
+def test_a_correct_convolution_is_decided_without_the_dense_comparison(monkeypatch):
+    x, w = _conv_inputs()
+    monkeypatch.setattr(coloured, "DENSE_MAX", 0)
+    p = Problem(F.conv2d, (x, w), F.conv2d(x, w))
+    assert coloured.agree(p, 1e-6, 1e-3, 1e-5)
+
+    def no_dense(*a, **k):
+        raise AssertionError("the dense comparison ran")
+    monkeypatch.setattr(dropin, "compare", no_dense)
+    assert gradcheck(F.conv2d, (x, w))
+
+
+def _conv_with(bug):
+    class Conv(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w):
+            ctx.save_for_backward(x, w)
+            return F.conv2d(x, w)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, w = ctx.saved_tensors
+            gx, gw = torch.ops.aten.convolution_backward(
+                g, x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, True, False])[:2]
+            return bug(gx, gw)
+    return Conv.apply
+
+
+def _moved(t, at, by):
+    t = t.clone()
+    t[at] += by
+    return t
+
+
+BUGS = {
+    "leak outside the pattern": (lambda gx, gw: (gx + 1e-3 * torch.roll(gx, 5, -1), gw), [0]),
+    "one weight entry": (lambda gx, gw: (gx, _moved(gw, (1, 2, 0, 1), 0.01)), [1]),
+    "flipped": (lambda gx, gw: (gx.flip(-1), gw), [0]),
+    "scaled 1%": (lambda gx, gw: (gx * 1.01, gw), [0]),
+    "transposed kernel": (lambda gx, gw: (gx, gw.transpose(-1, -2)), [1]),
+}
+
+
+@pytest.mark.parametrize("name", list(BUGS))
+def test_every_kind_of_wrong_backward_goes_to_the_dense_verdict(name, monkeypatch):
+    bug, wrong = BUGS[name]
+    monkeypatch.setattr(coloured, "DENSE_MAX", 0)
+    x, w = _conv_inputs(2)
+    f = _conv_with(bug)
+    assert not coloured.agree(Problem(f, (x, w), f(x, w)), 1e-6, 1e-3, 1e-5)
+    with pytest.raises(GradcheckError) as e:
+        gradcheck(f, (x, w))
+    assert e.value.inputs == wrong
+
+
+def test_a_pattern_that_misses_entries_costs_time_not_the_verdict(monkeypatch):
+    """A probe that sees only the diagonal of a dense Jacobian: the coloured side finds nonzeros
+    where the pattern has none, and the dense comparison decides (here: a pass)."""
+    import scipy.sparse as sp
+
+    monkeypatch.setattr(coloured, "DENSE_MAX", 0)
+    monkeypatch.setattr(pattern, "probe", lambda p, i, h, m: sp.identity(p.M, dtype=bool, format="csr"))
+    x = torch.randn(40, dtype=torch.float64, requires_grad=True)
+    f = lambda a: a * a.sum()     # noqa: E731
+    assert not coloured.agree(Problem(f, (x,), f(x)), 1e-6, 1e-3, 1e-5)
+    assert gradcheck(f, (x,))
+
+
+def test_a_kink_on_the_pattern_passes_as_in_the_dense_comparison(monkeypatch):
+    monkeypatch.setattr(coloured, "DENSE_MAX", 0)
+    x = torch.tensor([[0.0, 1.0, -2.0, 0.0]] * 3, dtype=torch.float64, requires_grad=True)
+    assert coloured.agree(Problem(torch.abs, (x,), torch.abs(x)), 1e-6, 1e-3, 1e-5)
