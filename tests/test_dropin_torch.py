@@ -204,9 +204,11 @@ def test_opinfo_harness_smoke(capsys):
     assert "false alarms (torch passes, drop-in fails): 0" in capsys.readouterr().out
 
 
-def test_fast_mode_on_a_function_vmap_cannot_batch_uses_directions():
-    """A data-dependent Python branch defeats vmap: fast mode then compares along random unit
-    directions (a loop of 2 x 4 forwards, not 2 per entry) and still names the input."""
+def test_fast_mode_on_a_function_vmap_cannot_batch():
+    """A data-dependent Python branch defeats vmap: fast mode then takes a large input's columns
+    from its probed pattern in a loop (2 x (12 + 12) + 1 probes and a pair per colour, not a pair
+    per entry), so every entry is still compared; where the pattern is dense (more colours than
+    DIRECT_MAX), along random unit directions (2 x 4 forwards), and the input is still named."""
     def branchy(x, w):
         return x * w if float(x.detach().sum()) > -1e9 else x     # .item()-like: not vmappable
 
@@ -217,6 +219,13 @@ def test_fast_mode_on_a_function_vmap_cannot_batch_uses_directions():
     with pytest.raises(GradcheckError) as info:
         gradcheck(lambda a, b: bad.apply(a, b, 0.5) if float(a.detach().sum()) > -1e9 else None, (x, w),
                   fast_mode=True)
+    assert info.value.inputs == [1] and "directions" not in str(info.value)
+
+    def dense(a, b):          # every output moves with every entry of a: 144 colours
+        return (a @ b @ a).tanh() if float(a.detach().sum()) > -1e9 else a
+    assert gradcheck(dense, (x, w), fast_mode=True)
+    with pytest.raises(GradcheckError) as info:
+        gradcheck(lambda a, b: bad.apply(dense(a, b), b, 0.5), (x, w), fast_mode=True)
     assert info.value.inputs == [1] and "seeded random unit directions" in str(info.value)
 
 

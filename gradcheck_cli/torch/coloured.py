@@ -47,8 +47,7 @@ def agree(p: Problem, h: float, rtol: float, atol: float) -> bool:
 
 
 def _input(p: Problem, i: int, P, h: float, rtol: float, atol: float) -> bool:
-    coo = P.tocoo()
-    o, j = torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))
+    o, j = torch.from_numpy(P.o), torch.from_numpy(P.j)
     got = _numerical(p, i, P, o, j, h, atol)
     if got is None:
         return False
@@ -67,46 +66,74 @@ def _input(p: Problem, i: int, P, h: float, rtol: float, atol: float) -> bool:
     return True
 
 
-def _numerical(p: Problem, i: int, P, o, j, h: float, atol: float):
-    """(n, r, l, noise) at P's entries: central, one-sided differences and the rounding term;
-    None when a row has a nonzero difference where P has no entry of that colour."""
-    cols, ncol = pattern.colour(P)
-    cols = torch.from_numpy(cols)
+def _colour_chunks(p: Problem, i: int, cols: torch.Tensor, ncol: int, h: float):
+    """Yield (a, b, F+, F-, f0) for colours a..b-1: outputs at x +- h 1_g, on the CPU."""
     x = real(p.inputs[i])
-    n_in, M = p.n(i), p.M
-    cj = cols[j]
-    vals = [torch.empty(len(o), dtype=torch.float64) for _ in range(4)]
-    per = max(1, min(ncol, OUT_BUDGET // max(1, 2 * M, 2 * n_in)))
+    n_in = p.n(i)
+    per = max(1, min(ncol, OUT_BUDGET // max(1, 2 * p.M, 2 * n_in)))
+    f0 = p.f0.cpu()
     for a in range(0, ncol, per):
         b = min(ncol, a + per)
         d = torch.zeros(b - a, n_in, dtype=x.dtype)
         inside = (cols >= a) & (cols < b)
         d[cols[inside] - a, torch.nonzero(inside).squeeze(1)] = h
-        d = d.to(x.device)
-        F = p.perturbed(i, torch.cat([d, -d])).cpu()
-        Fp, Fm = F[:b - a], F[b - a:]
-        f0 = p.f0.to(Fp.dtype).cpu()
+        F = p.perturbed(i, torch.cat([d, -d]).to(x.device)).cpu()
+        yield a, b, F[:b - a], F[b - a:], f0.to(F.dtype)
+
+
+def _rounding(Fp, Fm, f0, h):
+    u = torch.finfo(Fp.dtype).eps if Fp.is_floating_point() else 2.0 ** -52
+    mag = torch.maximum(torch.maximum(Fp.abs(), Fm.abs()), f0.abs()).to(torch.float64)
+    return NOISE_FACTOR * u * mag / h
+
+
+def _numerical(p: Problem, i: int, P, o, j, h: float, atol: float, coloured=None):
+    """(n, r, l, noise) at P's entries: central, one-sided differences and the rounding term;
+    None when a row has a nonzero difference where P has no entry of that colour."""
+    cols, ncol = coloured or P.columns()
+    cols = torch.from_numpy(cols)
+    cj = cols[j]
+    vals = [torch.empty(len(o), dtype=torch.float64) for _ in range(4)]
+    for a, b, Fp, Fm, f0 in _colour_chunks(p, i, cols, ncol, h):
         D = ((Fp - Fm) / (2 * h)).to(torch.float64)
-        u = torch.finfo(Fp.dtype).eps if Fp.is_floating_point() else 2.0 ** -52
-        mag = torch.maximum(torch.maximum(Fp.abs(), Fm.abs()), f0.abs()).to(torch.float64)
-        noise = NOISE_FACTOR * u * mag / h
+        noise = _rounding(Fp, Fm, f0, h)
         sel = (cj >= a) & (cj < b)
         g, oo = cj[sel] - a, o[sel]
-        covered = torch.zeros(b - a, M, dtype=torch.bool)
+        covered = torch.zeros(b - a, p.M, dtype=torch.bool)
         covered[g, oo] = True
         if not bool((D.abs()[~covered] <= atol + noise[~covered]).all()):
             return None
         vals[0][sel] = D[g, oo]
         vals[1][sel] = ((Fp[g, oo] - f0[oo]) / h).to(torch.float64)
         vals[2][sel] = ((f0[oo] - Fm[g, oo]) / h).to(torch.float64)
-        vals[3][sel] = noise[g, oo]
+        vals[3][sel] = _rounding(Fp[g, oo], Fm[g, oo], f0[oo], h) * \
+            ((Fp[g, oo] != f0[oo]) | (Fm[g, oo] != f0[oo]))
     return tuple(vals)
+
+
+def sparse_columns(p: Problem, i: int, h: float, atol: float, max_colours: int | None = None):
+    """The numerical Jacobian of input i on its probed pattern, for projected rows (fast mode,
+    or random cotangents over the budget): its entries (o, j) and there the central (D) and
+    one-sided (R, L) differences and the rounding term of the outputs each column moved (N).
+    None when the pattern is too large, needs more than ``max_colours`` colours, or a difference
+    is nonzero off it."""
+    if sum(s > 1 for s in real(p.inputs[i]).shape) < 2:
+        return None           # one probe per entry: the entries' own columns cost the same
+    P = pattern.probe(p, i, h, BUDGET)
+    if P is None:
+        return None
+    cols = P.columns()
+    if max_colours is not None and cols[1] > max_colours:
+        return None
+    o, j = torch.from_numpy(P.o), torch.from_numpy(P.j)
+    got = _numerical(p, i, P, o, j, h, atol, cols)
+    return None if got is None else (o, j) + got
 
 
 def _analytic(p: Problem, i: int, P, o, j, atol: float):
     """The analytic Jacobian at P's entries from one backward row per row colour; None when a
     backward row is nonzero at an input entry where P has no row of that colour."""
-    rows, nrow = pattern.colour(P.T.tocsr())
+    rows, nrow = P.rows()
     rows = torch.from_numpy(rows)
     M, n_in = p.M, p.n(i)
     gen = torch.Generator().manual_seed(5 + i)

@@ -2,10 +2,13 @@
 
 C is the identity (every Jacobian entry: rows are output entries) when the Jacobian fits
 ``jacobian.BUDGET`` and fast_mode is off, else ``per_output`` seeded random cotangents for each
-output (rows are (output, cotangent k)); the input side is entry by entry, except in fast mode for an
-input of more than FAST_ENTRYWISE_MAX entries, or of more than DIRECT_MAX whose function vmap
-cannot batch: there 2 x DIRECTIONS
-forwards along seeded random unit directions, torch's fast mode with more directions. Entry verdict,
+output (rows are (output, cotangent k)); the input side is entry by entry. An input of more than
+PATTERN_MIN entries gets its numerical columns from its probed pattern (coloured.py: a pair of
+forwards per colour) when that works; otherwise, in fast mode, an input of more than
+FAST_ENTRYWISE_MAX entries, or of more than DIRECT_MAX whose function vmap cannot batch, is
+compared along 2 x DIRECTIONS forwards in seeded random unit directions, torch's fast mode with
+more directions (so is one whose pattern needs more colours than that). Entry verdict,
+Entry verdict,
 torch's allclose plus the rounding term of the central difference::
 
     |a - n| <= atol + rtol |n| + 32 u max(|f(x+h)|, |f(x-h)|, |f(x)|) / h     (u of the dtype)
@@ -23,6 +26,7 @@ import torch
 
 from ..numeric.central import NOISE_FACTOR
 from ..ranking import rounded
+from . import coloured
 from .jacobian import BUDGET, Problem
 
 WORST = 3
@@ -30,7 +34,8 @@ RANDOM_PER_OUTPUT = 8     # cotangents per output when the Jacobian is over budg
 FAST_PER_OUTPUT = 2       # ... in fast mode
 DIRECT_MAX = 128          # fast mode: past this many entries, an input whose function cannot
 DIRECTIONS = 4            # be vmapped is compared along this many random directions
-FAST_ENTRYWISE_MAX = 1024  # ... and so is any input past this many entries
+FAST_ENTRYWISE_MAX = 1024  # ... and so is any input past this many entries (without a pattern)
+PATTERN_MIN = 64          # projected rows: past this many entries, columns from the probed pattern
 
 
 @dataclasses.dataclass
@@ -100,13 +105,18 @@ def compare(p: Problem, pl: Plan, A: dict[int, torch.Tensor], h: float, rtol: fl
     pairs = []
     owner = pl.owner.to(p.f0.device)
     blocks = {i: [Pair(i, j) for j in range(len(p.sizes))] for i in p.pos}
+    # projected rows: the numerical columns of a large input from its probed pattern, coloured
+    sparse = {} if pl.identity else {i: got for i in p.pos if p.n(i) > PATTERN_MIN and (
+        got := coloured.sparse_columns(p, i, h, atol, _cap(p, pl, i))) is not None}
+    for i, got in sparse.items():
+        _sparse(p, pl, blocks[i], owner, A[i].to(torch.float64), got, h, rtol, atol)
     # directions are fast mode's only: full mode compares every input entry even over budget
-    dirs = frozenset() if pl.identity or not pl.fast else frozenset(
+    dirs = frozenset(sparse) if pl.identity or not pl.fast else frozenset(sparse) | frozenset(
         i for i in p.pos if p.n(i) > FAST_ENTRYWISE_MAX or (p.n(i) > DIRECT_MAX and not p.can_vmap(i)))
     for i, idx, Fp, Fm in p.all_columns(h, dirs):
         a = A[i].to(torch.float64)[:, idx.to(A[i].device)]
         _chunk(p, pl, blocks[i], owner, a, Fp, Fm, idx, h, rtol, atol)
-    for i in sorted(dirs):        # fast mode, a function vmap cannot batch: torch's directions
+    for i in sorted(dirs - frozenset(sparse)):    # fast mode, large or unbatchable: directions
         U, Fp, Fm = p.directions(i, h, DIRECTIONS)
         a = A[i].to(torch.float64) @ U.to(torch.float64).to(A[i].device)
         for b in blocks[i]:
@@ -139,6 +149,28 @@ def _chunk(p: Problem, pl: Plan, blocks, owner, a, Fp, Fm, idx, h, rtol, atol) -
         r, l, noise = C @ R.T, C @ L.T, C.abs() @ mag.T
     noise = NOISE_FACTOR * u * noise / h
     _judge(blocks, owner, pl.local, a, n, r, l, noise, idx, rtol, atol)
+
+
+def _cap(p: Problem, pl: Plan, i: int) -> int | None:
+    """Fast mode: the most colours (pairs of forwards) input i may take; else no cap."""
+    return None if not pl.fast else FAST_ENTRYWISE_MAX if p.can_vmap(i) else DIRECT_MAX
+
+
+def _sparse(p: Problem, pl: Plan, blocks, owner, a, got, h, rtol, atol) -> None:
+    """Judge ``a`` (K, n_i) against ``C J`` from the pattern's numerical Jacobian (coloured.py)."""
+    o, j, D, R, L, N = got
+    C = pl.C.to(torch.float64).to(a.device)
+    o, j = o.to(a.device), j.to(a.device)
+
+    def rows(v, C=C):        # C J for J with entries v at (o, j)
+        return torch.zeros_like(a).index_add_(1, j, C[:, o] * v.to(a.device))
+    n = rows(D)
+    idx = torch.arange(a.shape[1])
+    err = (a - n).abs()
+    if bool((err <= atol + rtol * n.abs()).all()):
+        _tally(blocks, owner, err, a.shape[1])
+        return
+    _judge(blocks, owner, pl.local, a, n, rows(R), rows(L), rows(N, C.abs()), idx, rtol, atol)
 
 
 def _tally(blocks, owner, err, width: int) -> None:

@@ -15,80 +15,101 @@ time: coloured.py then finds a nonzero where the pattern says zero and the dense
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from .jacobian import OUT_BUDGET, Problem, real
 
 
-def probe(p: Problem, i: int, h: float, max_nnz: int) -> sp.csr_matrix | None:
-    """P (M x n_i, bool) for input i, or None when it would hold more than ``max_nnz`` entries."""
+class Pattern:
+    """P as its entries (o, j), sorted by output o; M outputs, n input entries."""
+
+    def __init__(self, o: np.ndarray, j: np.ndarray, M: int, n: int) -> None:
+        self.o, self.j, self.M, self.n = o, j, M, n
+
+    def columns(self) -> tuple[np.ndarray, int]:
+        """Colour of each input entry: no two of a colour move the same output."""
+        return _colour(self.o, self.j, self.M, self.n)
+
+    def rows(self) -> tuple[np.ndarray, int]:
+        """Colour of each output: no two of a colour are moved by the same input entry."""
+        return _colour(self.j, self.o, self.n, self.M)
+
+
+def probe(p: Problem, i: int, h: float, max_nnz: int) -> Pattern | None:
+    """P for input i, or None when it would hold more than ``max_nnz`` entries."""
     x = real(p.inputs[i])
     shape = tuple(x.shape)
     dims = [d for d, s in enumerate(shape) if s > 1]
-    A = [_changed(p, i, h, shape, d) for d in dims]
+    A = _changed(p, i, h, shape, dims)
     count = np.ones(p.M, dtype=np.int64)
     for a in A:
         count *= a.sum(axis=0)
         if count.sum() > max_nnz:
             return None
-    return _khatri_rao(A, [shape[d] for d in dims], p.M)
+    o, j = _khatri_rao(A, [shape[d] for d in dims], p.M)
+    return Pattern(o, j, p.M, p.n(i))
 
 
-def _changed(p: Problem, i: int, h: float, shape: tuple, d: int) -> np.ndarray:
-    """(s_d, M) bool: the outputs that move when slice k of dimension d is perturbed."""
+def _changed(p: Problem, i: int, h: float, shape: tuple, dims: list[int]) -> list[np.ndarray]:
+    """For each probed dimension d, (s_d, M) bool: the outputs that move when slice k of d is
+    perturbed (+h w and -h w, seeded random weights w of either sign)."""
     x = real(p.inputs[i])
-    s = shape[d]
-    gen = torch.Generator().manual_seed(11 + 7 * i + d)
+    n = x.numel()
+    gen = torch.Generator().manual_seed(11 + 7 * i)
     w = (torch.rand(shape, generator=gen, dtype=torch.float64) + 0.5) * \
         torch.where(torch.rand(shape, generator=gen) < 0.5, -1.0, 1.0).to(torch.float64)
-    w = (h * w).to(x.dtype).to(x.device).reshape(-1)
-    slot = torch.arange(x.numel(), device=x.device).reshape(shape)
-    slot = slot.movedim(d, 0).reshape(s, -1)          # entries of each slice, flat
-    out = np.zeros((s, p.M), dtype=bool)
-    per = max(1, min(s, OUT_BUDGET // max(1, 2 * p.M, 2 * x.numel())))
-    for a in range(0, s, per):
-        b = min(s, a + per)
-        delta = torch.zeros(2 * (b - a) + 1, x.numel(), dtype=x.dtype, device=x.device)
-        rows = torch.arange(b - a, device=x.device).unsqueeze(1)
-        idx = slot[a:b]
-        delta[rows, idx] = w[idx]
-        delta[b - a + rows, idx] = -w[idx]
-        F = p.perturbed(i, delta)
+    w = (h * w).to(x.dtype).reshape(-1)
+    flat = torch.arange(n).reshape(shape)
+    slices = [(d, k) for d in dims for k in range(shape[d])]
+    out = np.zeros((len(slices), p.M), dtype=bool)
+    per = max(1, min(len(slices), OUT_BUDGET // max(1, 2 * p.M, 2 * n)))
+    for a in range(0, len(slices), per):
+        part = slices[a:a + per]
+        delta = torch.zeros(2 * len(part) + 1, n, dtype=x.dtype)
+        for r, (d, k) in enumerate(part):
+            idx = flat.select(d, k).reshape(-1)
+            delta[r, idx] = w[idx]
+            delta[len(part) + r, idx] = -w[idx]
+        F = p.perturbed(i, delta.to(x.device))
         ref = F[-1]
         moved = (F[:-1] != ref) & ~(F[:-1].isnan() & ref.isnan())
-        out[a:b] = (moved[:b - a] | moved[b - a:]).cpu().numpy()
-    return out
+        out[a:a + len(part)] = (moved[:len(part)] | moved[len(part):]).cpu().numpy()
+    res, off = [], 0
+    for d in dims:
+        res.append(out[off:off + shape[d]])
+        off += shape[d]
+    return res
 
 
-def _khatri_rao(A: list[np.ndarray], sizes: list[int], M: int) -> sp.csr_matrix:
-    """P[o, j] = prod_d A_d[j_d, o], j flat in C order over the probed dimensions."""
+def _khatri_rao(A: list[np.ndarray], sizes: list[int], M: int) -> tuple[np.ndarray, np.ndarray]:
+    """Entries (o, j) of P[o, j] = prod_d A_d[j_d, o], j flat in C order, sorted by o."""
     idx = np.zeros(M, dtype=np.int64)             # one (empty) index per output to start from
     ptr = np.arange(M + 1, dtype=np.int64)
     for a, s in zip(A, sizes):
-        Ac = sp.csc_matrix(a)                     # (s, M): per output, the slices that moved it
-        c, e = np.diff(ptr), np.diff(Ac.indptr)
+        oo, kk = np.nonzero(a.T)                  # per output, the slices that moved it
+        e = np.bincount(oo, minlength=M)
+        eptr = np.concatenate([[0], np.cumsum(e)])
+        c = np.diff(ptr)
         n = c * e
         new_ptr = np.concatenate([[0], np.cumsum(n)])
         col = np.repeat(np.arange(M), n)
         t = np.arange(new_ptr[-1]) - new_ptr[col]
-        first = idx[ptr[col] + t // np.maximum(e[col], 1)]
-        second = Ac.indices[Ac.indptr[col] + t % np.maximum(e[col], 1)]
-        idx, ptr = first * s + second, new_ptr
-    n_in = int(np.prod(sizes)) if sizes else 1
-    data = np.ones(len(idx), dtype=bool)
-    return sp.csr_matrix((data, idx, ptr), shape=(M, n_in))
+        ec = np.maximum(e[col], 1)
+        idx = idx[ptr[col] + t // ec] * s + kk[eptr[col] + t % ec]
+        ptr = new_ptr
+    return np.repeat(np.arange(M), np.diff(ptr)), idx
 
 
-def colour(P: sp.csr_matrix) -> tuple[np.ndarray, int]:
-    """Greedy colouring of P's columns, natural order: no two columns of a colour share a row
-    (scipy's Curtis-Powell-Reid grouping)."""
-    from scipy.optimize._numdiff import group_columns
-
-    n = P.shape[1]
+def _colour(r: np.ndarray, c: np.ndarray, m: int, n: int) -> tuple[np.ndarray, int]:
+    """Greedy colouring, natural order, of the n columns of the m x n pattern with entries (r, c):
+    no two columns of a colour share a row (scipy's Curtis-Powell-Reid grouping)."""
     if n == 0:
         return np.zeros(0, dtype=np.int64), 0
-    if P.nnz == 0:
-        return np.zeros(n, dtype=np.int64), 1
-    g = np.asarray(group_columns(P.astype(np.int8), order=np.arange(n)), dtype=np.int64)
+    if len(r) == 0 or np.bincount(r, minlength=m).max() <= 1:
+        return np.zeros(n, dtype=np.int64), 1        # no row is shared: one colour
+    import scipy.sparse as sp
+    from scipy.optimize._numdiff import group_columns
+
+    A = sp.csc_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(m, n))
+    g = np.asarray(group_columns(A, order=np.arange(n)), dtype=np.int64)
     return g, int(g.max()) + 1
