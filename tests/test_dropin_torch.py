@@ -208,11 +208,12 @@ def test_fast_mode_on_a_function_vmap_cannot_batch():
     """A data-dependent Python branch defeats vmap: fast mode then takes a large input's columns
     from its probed pattern in a loop (2 x (12 + 12) + 1 probes and a pair per colour, not a pair
     per entry), so every entry is still compared; where the pattern is dense (more colours than
-    DIRECT_MAX), along random unit directions (2 x 4 forwards), and the input is still named."""
+    the loop's budget, compare.FAST_CALLS), along random unit directions (2 x 4 forwards), and
+    the input is still named."""
     def branchy(x, w):
         return x * w if float(x.detach().sum()) > -1e9 else x     # .item()-like: not vmappable
 
-    x = torch.randn(12, 12, dtype=torch.float64, requires_grad=True)    # > DIRECT_MAX entries
+    x = torch.randn(12, 12, dtype=torch.float64, requires_grad=True)    # 2 x 144 > FAST_CALLS
     w = torch.randn(12, 12, dtype=torch.float64, requires_grad=True)
     assert gradcheck(branchy, (x, w), fast_mode=True)
     bad = scaled_product(1.5)
@@ -262,7 +263,6 @@ def test_a_one_entry_bug_of_a_sort_of_large_values_is_caught_over_the_budget(mon
     them, the large sorted values hid torch's seeded sort#0 bug)."""
     from gradcheck_cli.torch import compare
     monkeypatch.setattr(compare, "BUDGET", 1)             # random cotangents, as for 8000 values
-    monkeypatch.setattr(compare, "FAST_ENTRYWISE_MAX", 8)
     g = torch.Generator().manual_seed(0)
     x = (torch.randperm(400, generator=g).double() * 100 + 4e4).requires_grad_()
     assert gradcheck(sort_like(0.0).apply, (x,))

@@ -27,9 +27,10 @@ import torch
 
 from ..numeric.central import NOISE_FACTOR
 from . import pattern
-from .jacobian import BUDGET, OUT_BUDGET, ROWS_BUDGET, Problem, real
+from .jacobian import OUT_BUDGET, ROWS_BUDGET, Problem, real
 
 DENSE_MAX = 2**16     # Jacobians of up to this many entries are compared densely: cheaper there
+PATTERN_MAX = 2**22   # entries of a pattern (about 80 bytes each while it is compared)
 
 
 def agree(p: Problem, h: float, rtol: float, atol: float) -> bool:
@@ -40,7 +41,7 @@ def agree(p: Problem, h: float, rtol: float, atol: float) -> bool:
     for i in p.pos:
         if p.n(i) == 0:
             continue
-        P = pattern.probe(p, i, h, BUDGET)
+        P = pattern.probe(p, i, h, PATTERN_MAX)
         if P is None or not _input(p, i, P, h, rtol, atol):
             return False
     return True
@@ -95,19 +96,19 @@ def _numerical(p: Problem, i: int, P, o, j, h: float, atol: float, coloured=None
     cj = cols[j]
     vals = [torch.empty(len(o), dtype=torch.float64) for _ in range(4)]
     for a, b, Fp, Fm, f0 in _colour_chunks(p, i, cols, ncol, h):
-        D = ((Fp - Fm) / (2 * h)).to(torch.float64)
-        noise = _rounding(Fp, Fm, f0, h)
         sel = (cj >= a) & (cj < b)
         g, oo = cj[sel] - a, o[sel]
-        covered = torch.zeros(b - a, p.M, dtype=torch.bool)
-        covered[g, oo] = True
-        if not bool((D.abs()[~covered] <= atol + noise[~covered]).all()):
-            return None
-        vals[0][sel] = D[g, oo]
-        vals[1][sel] = ((Fp[g, oo] - f0[oo]) / h).to(torch.float64)
-        vals[2][sel] = ((f0[oo] - Fm[g, oo]) / h).to(torch.float64)
-        vals[3][sel] = _rounding(Fp[g, oo], Fm[g, oo], f0[oo], h) * \
-            ((Fp[g, oo] != f0[oo]) | (Fm[g, oo] != f0[oo]))
+        off = Fp != Fm                      # outputs a colour moved where P has no entry of it
+        off[g, oo] = False
+        if off.any():
+            fp, fm, f = Fp[off], Fm[off], f0.expand_as(Fp)[off]
+            if not bool((((fp - fm) / (2 * h)).abs() <= atol + _rounding(fp, fm, f, h)).all()):
+                return None
+        fp, fm, f = Fp[g, oo], Fm[g, oo], f0[oo]
+        vals[0][sel] = ((fp - fm) / (2 * h)).to(torch.float64)
+        vals[1][sel] = ((fp - f) / h).to(torch.float64)
+        vals[2][sel] = ((f - fm) / h).to(torch.float64)
+        vals[3][sel] = _rounding(fp, fm, f, h) * ((fp != f) | (fm != f))
     return tuple(vals)
 
 
@@ -119,7 +120,7 @@ def sparse_columns(p: Problem, i: int, h: float, atol: float, max_colours: int |
     is nonzero off it."""
     if sum(s > 1 for s in real(p.inputs[i]).shape) < 2:
         return None           # one probe per entry: the entries' own columns cost the same
-    P = pattern.probe(p, i, h, BUDGET)
+    P = pattern.probe(p, i, h, PATTERN_MAX, max_colours)
     if P is None:
         return None
     cols = P.columns()

@@ -2,13 +2,11 @@
 
 C is the identity (every Jacobian entry: rows are output entries) when the Jacobian fits
 ``jacobian.BUDGET`` and fast_mode is off, else ``per_output`` seeded random cotangents for each
-output (rows are (output, cotangent k)); the input side is entry by entry. An input of more than
-PATTERN_MIN entries gets its numerical columns from its probed pattern (coloured.py: a pair of
-forwards per colour) when that works; otherwise, in fast mode, an input of more than
-FAST_ENTRYWISE_MAX entries, or of more than DIRECT_MAX whose function vmap cannot batch, is
-compared along 2 x DIRECTIONS forwards in seeded random unit directions, torch's fast mode with
-more directions (so is one whose pattern needs more colours than that). Entry verdict,
-Entry verdict,
+output (rows are (output, cotangent k)); the input side is entry by entry. With projected rows,
+an input of more than PATTERN_MIN entries gets its numerical columns from its probed pattern
+(coloured.py: a pair of forwards per colour) when that works; in fast mode each input gets a
+budget of work (``_route``) and, past it, is compared along 2 x DIRECTIONS forwards in seeded
+random unit directions, torch's fast mode with more directions. Entry verdict,
 torch's allclose plus the rounding term of the central difference::
 
     |a - n| <= atol + rtol |n| + 32 u max(|f(x+h)|, |f(x-h)|, |f(x)|) / h     (u of the dtype)
@@ -27,16 +25,16 @@ import torch
 from ..numeric.central import NOISE_FACTOR
 from ..ranking import rounded
 from . import coloured
-from .jacobian import BUDGET, Problem
+from .jacobian import BUDGET, Problem, real
 
 WORST = 3
 RANDOM_PER_OUTPUT = 8     # cotangents per output when the Jacobian is over budget
 FAST_PER_OUTPUT = 2       # ... in fast mode
-DIRECT_MAX = 128          # fast mode: past this many entries, an input whose function cannot
-DIRECTIONS = 4            # be vmapped is compared along this many random directions
-FAST_ENTRYWISE_MAX = 1024  # ... and so is any input past this many entries (without a pattern)
+DIRECTIONS = 4            # fast mode: random directions where entry by entry costs too much
 PATTERN_MIN = 64          # projected rows: past this many entries, columns from the probed pattern
-
+SMALL_WORK = 2**16        # fast mode: perturbed values (forwards x (n + M)) an input always gets
+FAST_WORK = 2**20         # ... and the most it gets, entry by entry or through its pattern
+FAST_CALLS = 16           # ... or forwards, where vmap cannot batch the function (a loop)
 
 @dataclasses.dataclass
 class Pair:
@@ -105,18 +103,15 @@ def compare(p: Problem, pl: Plan, A: dict[int, torch.Tensor], h: float, rtol: fl
     pairs = []
     owner = pl.owner.to(p.f0.device)
     blocks = {i: [Pair(i, j) for j in range(len(p.sizes))] for i in p.pos}
-    # projected rows: the numerical columns of a large input from its probed pattern, coloured
-    sparse = {} if pl.identity else {i: got for i in p.pos if p.n(i) > PATTERN_MIN and (
-        got := coloured.sparse_columns(p, i, h, atol, _cap(p, pl, i))) is not None}
-    for i, got in sparse.items():
-        _sparse(p, pl, blocks[i], owner, A[i].to(torch.float64), got, h, rtol, atol)
-    # directions are fast mode's only: full mode compares every input entry even over budget
-    dirs = frozenset(sparse) if pl.identity or not pl.fast else frozenset(sparse) | frozenset(
-        i for i in p.pos if p.n(i) > FAST_ENTRYWISE_MAX or (p.n(i) > DIRECT_MAX and not p.can_vmap(i)))
+    routes = {i: _route(p, pl, i, h, atol) for i in p.pos}
+    for i, got in routes.items():
+        if got not in ("entries", "directions"):
+            _sparse(p, pl, blocks[i], owner, A[i].to(torch.float64), got, h, rtol, atol)
+    dirs = frozenset(i for i, r in routes.items() if r != "entries")
     for i, idx, Fp, Fm in p.all_columns(h, dirs):
         a = A[i].to(torch.float64)[:, idx.to(A[i].device)]
         _chunk(p, pl, blocks[i], owner, a, Fp, Fm, idx, h, rtol, atol)
-    for i in sorted(dirs - frozenset(sparse)):    # fast mode, large or unbatchable: directions
+    for i in sorted(i for i in dirs if routes[i] == "directions"):
         U, Fp, Fm = p.directions(i, h, DIRECTIONS)
         a = A[i].to(torch.float64) @ U.to(torch.float64).to(A[i].device)
         for b in blocks[i]:
@@ -151,9 +146,28 @@ def _chunk(p: Problem, pl: Plan, blocks, owner, a, Fp, Fm, idx, h, rtol, atol) -
     _judge(blocks, owner, pl.local, a, n, r, l, noise, idx, rtol, atol)
 
 
-def _cap(p: Problem, pl: Plan, i: int) -> int | None:
-    """Fast mode: the most colours (pairs of forwards) input i may take; else no cap."""
-    return None if not pl.fast else FAST_ENTRYWISE_MAX if p.can_vmap(i) else DIRECT_MAX
+def _route(p: Problem, pl: Plan, i: int, h: float, atol: float):
+    """How input i's numerical columns are taken: "entries" (a pair of forwards per entry), its
+    probed pattern (coloured.sparse_columns' result: a pair per colour) or, in fast mode only,
+    "directions" (2 x DIRECTIONS forwards), by the work each costs (docs/dropin.md)."""
+    n, M = p.n(i), p.M
+    if pl.identity or (not pl.fast and n <= PATTERN_MIN):
+        return "entries"
+    if not pl.fast:           # full mode over the budget: every entry, cheaply where a pattern is
+        return coloured.sparse_columns(p, i, h, atol) or "entries"
+    row = n + M
+    if 2 * n * row <= SMALL_WORK:
+        return "entries"
+    probes = 2 * sum(s for s in real(p.inputs[i]).shape if s > 1) + 1
+    vmap = p.can_vmap(i)
+    spare = (FAST_WORK - probes * row) // (2 * row) if vmap else (FAST_CALLS - probes) // 2
+    spare = min(spare, (n // 2 - probes) // 2)      # and at most a quarter of entry by entry
+    got = coloured.sparse_columns(p, i, h, atol, spare) if n > PATTERN_MIN and spare > 0 else None
+    if got is not None:
+        return got
+    if 2 * n * (row if vmap else 1) <= (FAST_WORK if vmap else FAST_CALLS):
+        return "entries"
+    return "directions"
 
 
 def _sparse(p: Problem, pl: Plan, blocks, owner, a, got, h, rtol, atol) -> None:

@@ -65,7 +65,7 @@ def gradcheck(func: Callable[..., Any], inputs: Any, *, eps: float = 1e-6, atol:
 
 
 def _gradcheck(func, inputs: tuple, eps, atol, rtol, nondet_tol, check_undefined_grad,
-               check_grad_dtypes, check_batched_grad, fast_mode, label, names) -> bool:
+               check_grad_dtypes, check_batched_grad, fast_mode, label, names, pure=None) -> bool:
     if not checked_inputs(inputs):
         raise ValueError("gradcheck expects at least one input tensor to require gradient, "
                          "but none of them have requires_grad=True.")
@@ -77,7 +77,7 @@ def _gradcheck(func, inputs: tuple, eps, atol, rtol, nondet_tol, check_undefined
                   and (o.is_floating_point() or o.is_complex())]
         checks.numerical_zero(Problem(func, inputs, out, floats), eps, nondet_tol, GradcheckError)
         return True
-    p = Problem(func, inputs, out)
+    p = Problem(func, inputs, out, pure=pure)
     if not fast_mode and coloured.agree(p, eps, rtol, atol):
         once = checks.reentrant(p, nondet_tol, GradcheckError, names)
     else:        # fast mode, small Jacobians, and every coloured failure: the dense comparison
@@ -134,13 +134,43 @@ def gradgradcheck(func: Callable[..., Any], inputs: Any, grad_outputs: Any = Non
         return tuple(g for g in grads if g is not None)
 
     names = {n_in + k: f"grad_outputs[{k}]" for k in range(len(gos))}
+    pure = _functional(func, ins, gos, new_func)
     try:
         return _gradcheck(new_func, ins + gos, eps, atol, rtol, nondet_tol, check_undefined_grad,
-                          check_grad_dtypes, check_batched_grad, fast_mode, "gradgradcheck", names)
+                          check_grad_dtypes, check_batched_grad, fast_mode, "gradgradcheck", names,
+                          pure)
     except _TorchGradcheckError:
         if raise_exception:
             raise
         return False
+
+
+def _functional(func, ins: tuple, gos: tuple, new_func):
+    """``new_func``'s values through ``torch.func.vjp``, which vmap can batch (autograd.grad
+    cannot): the numerical side's perturbed evaluations then run as one vmapped call. The
+    same outputs as ``new_func`` (its None gradients dropped), found by one call of it."""
+    n_in = len(ins)
+    diff = [i for i, x in enumerate(ins) if isinstance(x, torch.Tensor) and x.requires_grad]
+    with torch.enable_grad():
+        outs = as_tuple(func(*ins))
+        keep = [k for k, o in enumerate(outs) if isinstance(o, torch.Tensor) and o.requires_grad]
+        live = [t for t, g in enumerate(torch.autograd.grad(
+            [outs[k] for k in keep], [ins[i] for i in diff], [torch.ones_like(outs[k]) for k in keep],
+            allow_unused=True, retain_graph=True)) if g is not None] if keep and diff else []
+
+    def pure(*args):
+        xs, gs = list(args[:n_in]), args[n_in:]
+
+        def f(*d):
+            full = list(xs)
+            for i, v in zip(diff, d):
+                full[i] = v
+            o = as_tuple(func(*full))
+            return tuple(o[k] for k in keep)
+        _, vjp = torch.func.vjp(f, *[xs[i] for i in diff])
+        grads = vjp(tuple(gs))
+        return tuple(grads[t] for t in live)
+    return pure
 
 
 def _leaf(x: torch.Tensor) -> torch.Tensor:

@@ -75,8 +75,9 @@ class Problem:
     real sizes ``sizes``) and the unperturbed flat output ``f0``."""
 
     def __init__(self, func: Callable, inputs: tuple, out: Any,
-                 out_pos: list[int] | None = None) -> None:
+                 out_pos: list[int] | None = None, pure: Callable | None = None) -> None:
         self.func, self.inputs = func, inputs
+        self.pure = pure or func     # the same values, in a form vmap can batch (gradgradcheck)
         self.pos = checked_inputs(inputs)
         self.out_pos = differentiable(out) if out_pos is None else out_pos
         outs = self.out = as_tuple(out)
@@ -102,10 +103,10 @@ class Problem:
             dtype = torch.promote_types(dtype, p.dtype)
         return torch.cat([p.to(dtype) for p in parts])
 
-    def call_with(self, i: int, xi: torch.Tensor) -> torch.Tensor:
+    def call_with(self, i: int, xi: torch.Tensor, func: Callable | None = None) -> torch.Tensor:
         args = list(self.inputs)
         args[i] = xi
-        return self.flat(self.func(*args))
+        return self.flat((func or self.func)(*args))
 
     # -- numerical side ------------------------------------------------------------------
     def perturbed(self, i: int, deltas: torch.Tensor) -> torch.Tensor:
@@ -113,14 +114,14 @@ class Problem:
         x = self.inputs[i].detach()
         xr = real(x)
 
-        def one(d: torch.Tensor) -> torch.Tensor:
+        def one(d: torch.Tensor, func: Callable | None = None) -> torch.Tensor:
             v = xr + d.reshape(xr.shape)
-            return self.call_with(i, torch.view_as_complex(v) if x.is_complex() else v)
+            return self.call_with(i, torch.view_as_complex(v) if x.is_complex() else v, func)
 
         with torch.no_grad():
             if self.vmap_ok[i]:
                 try:
-                    return torch.func.vmap(one)(deltas)
+                    return torch.func.vmap(lambda d: one(d, self.pure))(deltas)
                 except Exception:        # no batching rule, random op, data-dependent code...
                     self.vmap_ok[i] = False
             return torch.stack([one(d) for d in deltas]) if len(deltas) else deltas.new_zeros(0, self.M)
@@ -162,7 +163,7 @@ class Problem:
                 x = self.inputs[i].detach()
                 v = real(x) + d.reshape(real(x).shape)
                 args[i] = torch.view_as_complex(v) if x.is_complex() else v
-            return self.flat(self.func(*args))
+            return self.flat(self.pure(*args))
 
         try:
             with torch.no_grad():

@@ -35,8 +35,9 @@ class Pattern:
         return _colour(self.j, self.o, self.n, self.M)
 
 
-def probe(p: Problem, i: int, h: float, max_nnz: int) -> Pattern | None:
-    """P for input i, or None when it would hold more than ``max_nnz`` entries."""
+def probe(p: Problem, i: int, h: float, max_nnz: int, max_row: int | None = None) -> Pattern | None:
+    """P for input i, or None when it would hold more than ``max_nnz`` entries, or an output
+    moved by more than ``max_row`` entries (as many colours at least)."""
     x = real(p.inputs[i])
     shape = tuple(x.shape)
     dims = [d for d, s in enumerate(shape) if s > 1]
@@ -46,6 +47,8 @@ def probe(p: Problem, i: int, h: float, max_nnz: int) -> Pattern | None:
         count *= a.sum(axis=0)
         if count.sum() > max_nnz:
             return None
+    if max_row is not None and len(count) and count.max() > max_row:
+        return None
     o, j = _khatri_rao(A, [shape[d] for d in dims], p.M)
     return Pattern(o, j, p.M, p.n(i))
 
@@ -56,29 +59,33 @@ def _changed(p: Problem, i: int, h: float, shape: tuple, dims: list[int]) -> lis
     x = real(p.inputs[i])
     n = x.numel()
     gen = torch.Generator().manual_seed(11 + 7 * i)
-    w = (torch.rand(shape, generator=gen, dtype=torch.float64) + 0.5) * \
-        torch.where(torch.rand(shape, generator=gen) < 0.5, -1.0, 1.0).to(torch.float64)
-    w = (h * w).to(x.dtype).reshape(-1)
-    flat = torch.arange(n).reshape(shape)
-    slices = [(d, k) for d in dims for k in range(shape[d])]
-    out = np.zeros((len(slices), p.M), dtype=bool)
-    per = max(1, min(len(slices), OUT_BUDGET // max(1, 2 * p.M, 2 * n)))
-    for a in range(0, len(slices), per):
-        part = slices[a:a + per]
-        delta = torch.zeros(2 * len(part) + 1, n, dtype=x.dtype)
-        for r, (d, k) in enumerate(part):
-            idx = flat.select(d, k).reshape(-1)
-            delta[r, idx] = w[idx]
-            delta[len(part) + r, idx] = -w[idx]
+    w = (torch.rand(n, generator=gen, dtype=torch.float64) + 0.5) * \
+        torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0).to(torch.float64)
+    w = (h * w).to(x.dtype)
+    flat = torch.arange(n)
+    # slice number of every entry in every probed dimension: k + (offset of d's slices)
+    strides, offsets, off = [], [], 0
+    for d in dims:
+        strides.append((int(np.prod(shape[d + 1:])), shape[d]))
+        offsets.append(off)
+        off += shape[d]
+    S = off
+    member = torch.stack([(flat // st) % s + o for (st, s), o in zip(strides, offsets)])   # (D, n)
+    out = np.zeros((S, p.M), dtype=bool)
+    per = max(1, min(S, OUT_BUDGET // max(1, 2 * p.M, 2 * n)))
+    for a in range(0, S, per):
+        b = min(S, a + per)
+        delta = torch.zeros(2 * (b - a) + 1, n, dtype=x.dtype)
+        for row in member:                       # one scatter per probed dimension
+            inside = (row >= a) & (row < b)
+            r, cols = row[inside] - a, flat[inside]
+            delta[r, cols] = w[cols]
+            delta[b - a + r, cols] = -w[cols]
         F = p.perturbed(i, delta.to(x.device))
         ref = F[-1]
         moved = (F[:-1] != ref) & ~(F[:-1].isnan() & ref.isnan())
-        out[a:a + len(part)] = (moved[:len(part)] | moved[len(part):]).cpu().numpy()
-    res, off = [], 0
-    for d in dims:
-        res.append(out[off:off + shape[d]])
-        off += shape[d]
-    return res
+        out[a:b] = (moved[:b - a] | moved[b - a:]).cpu().numpy()
+    return [out[o:o + shape[d]] for d, o in zip(dims, offsets)]
 
 
 def _khatri_rao(A: list[np.ndarray], sizes: list[int], M: int) -> tuple[np.ndarray, np.ndarray]:
