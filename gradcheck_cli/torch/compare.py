@@ -35,6 +35,7 @@ PATTERN_MIN = 64          # projected rows: past this many entries, columns from
 SMALL_WORK = 2**16        # fast mode: perturbed values (forwards x (n + M)) an input always gets
 FAST_WORK = 2**20         # ... and the most it gets, entry by entry or through its pattern
 FAST_CALLS = 16           # ... or forwards, where vmap cannot batch the function (a loop)
+LOOP_DIRECTIONS = 1       # directions in such a loop: torch's own cost, 2 forwards per input
 
 @dataclasses.dataclass
 class Pair:
@@ -87,6 +88,9 @@ def plan(p: Problem, fast: bool, seed: int = 0) -> Plan:
         return Plan(True, 0, fast, p.M, owner, local, None)
     per = FAST_PER_OUTPUT if fast else RANDOM_PER_OUTPUT
     g = torch.Generator().manual_seed(seed)
+    if len(p.sizes) == 1:
+        C = torch.randn(per, p.M, generator=g, dtype=torch.float64)
+        return Plan(False, per, fast, per, torch.zeros(per, dtype=torch.long), torch.arange(per), C.to(dev))
     C = torch.zeros(per * len(p.sizes), p.M, dtype=torch.float64)
     off = 0
     for j, m in enumerate(p.sizes):
@@ -108,15 +112,19 @@ def compare(p: Problem, pl: Plan, A: dict[int, torch.Tensor], h: float, rtol: fl
         if got not in ("entries", "directions"):
             _sparse(p, pl, blocks[i], owner, A[i].to(torch.float64), got, h, rtol, atol)
     dirs = frozenset(i for i, r in routes.items() if r != "entries")
-    for i, idx, Fp, Fm in p.all_columns(h, dirs):
+    for i, idx, Fp, Fm in p.all_columns(h, dirs, FAST_CALLS if pl.fast else None):
+        if idx is None:          # a loop past its budget: directions
+            routes[i] = "directions"
+            continue
         a = A[i].to(torch.float64)[:, idx.to(A[i].device)]
         _chunk(p, pl, blocks[i], owner, a, Fp, Fm, idx, h, rtol, atol)
-    for i in sorted(i for i in dirs if routes[i] == "directions"):
-        U, Fp, Fm = p.directions(i, h, DIRECTIONS)
+    for i in sorted(i for i in p.pos if routes[i] == "directions"):
+        k = DIRECTIONS if p.vmap_ok[i] else LOOP_DIRECTIONS
+        U, Fp, Fm = p.directions(i, h, k)
         a = A[i].to(torch.float64) @ U.to(torch.float64).to(A[i].device)
         for b in blocks[i]:
             b.directions = True
-        _chunk(p, pl, blocks[i], owner, a, Fp, Fm, torch.arange(DIRECTIONS), h, rtol, atol)
+        _chunk(p, pl, blocks[i], owner, a, Fp, Fm, torch.arange(k), h, rtol, atol)
     pairs = [b for i in p.pos for b in blocks[i]]
     return pairs
 
@@ -157,7 +165,7 @@ def _route(p: Problem, pl: Plan, i: int, h: float, atol: float):
         return coloured.sparse_columns(p, i, h, atol) or "entries"
     row = n + M
     if 2 * n * row <= SMALL_WORK:
-        return "entries"
+        return "entries"          # (a loop past FAST_CALLS turns to directions: all_columns)
     probes = 2 * sum(s for s in real(p.inputs[i]).shape if s > 1) + 1
     vmap = p.can_vmap(i)
     spare = (FAST_WORK - probes * row) // (2 * row) if vmap else (FAST_CALLS - probes) // 2

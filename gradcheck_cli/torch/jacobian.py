@@ -126,22 +126,25 @@ class Problem:
                     self.vmap_ok[i] = False
             return torch.stack([one(d) for d in deltas]) if len(deltas) else deltas.new_zeros(0, self.M)
 
-    def all_columns(self, h: float, skip: frozenset = frozenset()):
+    def all_columns(self, h: float, skip: frozenset = frozenset(), loop_max: int | None = None):
         """Yield (i, entries, F+, F-) for every checked input but ``skip``: small problems (at
-        most JOINT entries in all) in one vmap call perturbing every input, else input by input."""
+        most JOINT entries in all) in one vmap call perturbing every input, else input by input.
+        Inputs the function cannot be vmapped over take a loop of 2 forwards per entry; past
+        ``loop_max`` forwards in all, such an input yields (i, None, None, None) instead."""
         pos = [i for i in self.pos if i not in skip]
         sizes = [self.n(i) for i in pos]
-        if pos != self.pos:
-            for i in pos:
-                for idx, Fp, Fm in self.columns(i, h):
-                    yield i, idx, Fp, Fm
-            return
-        if sum(sizes) <= JOINT and all(self.vmap_ok.values()):
+        if pos == self.pos and sum(sizes) <= JOINT and all(self.vmap_ok.values()):
             got = self._joint(h, sizes)
             if got is not None:
                 yield from got
                 return
-        for i in self.pos:
+        used = 0
+        for i in pos:
+            if loop_max is not None and not self.can_vmap(i):
+                if used + 2 * self.n(i) > loop_max:
+                    yield i, None, None, None
+                    continue
+                used += 2 * self.n(i)
             for idx, Fp, Fm in self.columns(i, h):
                 yield i, idx, Fp, Fm
 
