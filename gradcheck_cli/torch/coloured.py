@@ -118,7 +118,7 @@ def sparse_columns(p: Problem, i: int, h: float, atol: float, max_colours: int |
     one-sided (R, L) differences and the rounding term of the outputs each column moved (N).
     None when the pattern is too large, needs more than ``max_colours`` colours, or a difference
     is nonzero off it."""
-    if sum(s > 1 for s in real(p.inputs[i]).shape) < 2:
+    if sum(s > 1 for s in pattern.virtual_shape(tuple(real(p.inputs[i]).shape))) < 2:
         return None           # one probe per entry: the entries' own columns cost the same
     P = pattern.probe(p, i, h, PATTERN_MAX, max_colours)
     if P is None:

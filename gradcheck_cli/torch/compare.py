@@ -35,7 +35,7 @@ PATTERN_MIN = 64          # projected rows: past this many entries, columns from
 SMALL_WORK = 2**16        # fast mode: perturbed values (forwards x (n + M)) an input always gets
 FAST_WORK = 2**20         # ... and the most it gets, entry by entry or through its pattern
 FAST_CALLS = 16           # ... or forwards, where vmap cannot batch the function (a loop)
-LOOP_DIRECTIONS = 1       # directions in such a loop: torch's own cost, 2 forwards per input
+LOOP_DIRECTIONS = 4       # directions in such a loop (torch: 1)
 
 @dataclasses.dataclass
 class Pair:
@@ -166,7 +166,7 @@ def _route(p: Problem, pl: Plan, i: int, h: float, atol: float):
     row = n + M
     if 2 * n * row <= SMALL_WORK:
         return "entries"          # (a loop past FAST_CALLS turns to directions: all_columns)
-    probes = 2 * sum(s for s in real(p.inputs[i]).shape if s > 1) + 1
+    probes = 2 * sum(s for s in coloured.pattern.virtual_shape(tuple(real(p.inputs[i]).shape)) if s > 1) + 1
     vmap = p.can_vmap(i)
     spare = (FAST_WORK - probes * row) // (2 * row) if vmap else (FAST_CALLS - probes) // 2
     spare = min(spare, (n // 2 - probes) // 2)      # and at most a quarter of entry by entry

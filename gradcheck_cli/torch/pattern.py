@@ -20,6 +20,9 @@ import torch
 from .jacobian import OUT_BUDGET, Problem, real
 
 
+SPLIT = 64      # dimensions of this many entries or more are probed as two (virtual_shape)
+
+
 class Pattern:
     """P as its entries (o, j), sorted by output o; M outputs, n input entries."""
 
@@ -38,10 +41,9 @@ class Pattern:
 def probe(p: Problem, i: int, h: float, max_nnz: int, max_row: int | None = None) -> Pattern | None:
     """P for input i, or None when it would hold more than ``max_nnz`` entries, or an output
     moved by more than ``max_row`` entries (as many colours at least)."""
-    x = real(p.inputs[i])
-    shape = tuple(x.shape)
+    shape = virtual_shape(tuple(real(p.inputs[i]).shape))
     dims = [d for d, s in enumerate(shape) if s > 1]
-    A = _changed(p, i, h, shape, dims)
+    A = _changed(p, i, h, shape, dims) if dims else []
     count = np.ones(p.M, dtype=np.int64)
     for a in A:
         count *= a.sum(axis=0)
@@ -51,6 +53,17 @@ def probe(p: Problem, i: int, h: float, max_nnz: int, max_row: int | None = None
         return None
     o, j = _khatri_rao(A, [shape[d] for d in dims], p.M)
     return Pattern(o, j, p.M, p.n(i))
+
+
+def virtual_shape(shape: tuple) -> tuple:
+    """``shape`` with every dimension of SPLIT or more entries split in two (s = a b, a the
+    divisor nearest sqrt(s), when a >= 8): the same flat order, sqrt(s) probes instead of s
+    (a sort of 8000 values: 2 x (80 + 100) + 1 forwards instead of 16,001)."""
+    out = []
+    for s in shape:
+        a = max((d for d in range(8, int(s ** 0.5) + 1) if s % d == 0), default=0) if s >= SPLIT else 0
+        out += [a, s // a] if a else [s]
+    return tuple(out)
 
 
 def _changed(p: Problem, i: int, h: float, shape: tuple, dims: list[int]) -> list[np.ndarray]:
