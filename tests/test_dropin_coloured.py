@@ -133,3 +133,22 @@ def test_a_kink_on_the_pattern_passes_as_in_the_dense_comparison(monkeypatch):
     monkeypatch.setattr(coloured, "DENSE_MAX", 0)
     x = torch.tensor([[0.0, 1.0, -2.0, 0.0]] * 3, dtype=torch.float64, requires_grad=True)
     assert coloured.agree(Problem(torch.abs, (x,), torch.abs(x)), 1e-6, 1e-3, 1e-5)
+
+
+def test_long_dimensions_are_probed_as_two():
+    assert pattern.virtual_shape((8000,)) == (80, 100)
+    assert pattern.virtual_shape((4, 3, 16, 16)) == (4, 3, 16, 16)       # under SPLIT: as they are
+    assert pattern.virtual_shape((127, 64)) == (127, 8, 8)              # a prime stays whole
+
+
+def test_a_sort_of_a_long_vector_is_probed_in_sqrt_slices_and_its_pattern_is_a_permutation():
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randperm(900, generator=g).double() + 0.5).requires_grad_()
+    f = lambda a: a.sort().values      # noqa: E731
+    p = Problem(f, (x,), f(x))
+    calls = []
+    real_perturbed = p.perturbed
+    p.perturbed = lambda i, d: calls.append(len(d)) or real_perturbed(i, d)
+    P = pattern.probe(p, 0, 1e-6, 10**7)
+    assert sum(calls) == 2 * (30 + 30) + 1                 # not 2 x 900 + 1
+    assert len(P.o) == 900 and np.array_equal(np.sort(P.j), np.arange(900))
