@@ -29,7 +29,7 @@ from .jacobian import BUDGET, Problem, real
 
 WORST = 3
 RANDOM_PER_OUTPUT = 8     # cotangents per output when the Jacobian is over budget
-FAST_PER_OUTPUT = 2       # ... in fast mode
+FAST_PER_OUTPUT = 1       # ... in fast mode (the input side stays entry by entry: one suffices)
 DIRECTIONS = 4            # fast mode: random directions where entry by entry costs too much
 PATTERN_MIN = 64          # projected rows: past this many entries, columns from the probed pattern
 SMALL_WORK = 2**16        # fast mode: perturbed values (forwards x (n + M)) an input always gets

@@ -90,13 +90,18 @@ def _changed(p: Problem, i: int, h: float, shape: tuple, dims: list[int]) -> lis
         b = min(S, a + per)
         delta = torch.zeros(2 * (b - a) + 1, n, dtype=x.dtype)
         for row in member:                       # one scatter per probed dimension
-            inside = (row >= a) & (row < b)
-            r, cols = row[inside] - a, flat[inside]
-            delta[r, cols] = w[cols]
-            delta[b - a + r, cols] = -w[cols]
+            if per < S:
+                inside = (row >= a) & (row < b)
+                r, cols, wc = row[inside] - a, flat[inside], w[inside]
+            else:
+                r, cols, wc = row, flat, w
+            delta[r, cols] = wc
+            delta[b - a + r, cols] = -wc
         F = p.perturbed(i, delta.to(x.device))
         ref = F[-1]
-        moved = (F[:-1] != ref) & ~(F[:-1].isnan() & ref.isnan())
+        moved = F[:-1] != ref
+        if bool(ref.isnan().any()):              # NaN != NaN: an output NaN throughout is unmoved
+            moved &= ~(F[:-1].isnan() & ref.isnan())
         out[a:b] = (moved[:b - a] | moved[b - a:]).cpu().numpy()
     return [out[o:o + shape[d]] for d, o in zip(dims, offsets)]
 
