@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..registry import Layer, Option, form, register
+from .higher import OPTIONS, Higher, fwd_from_jvps
 from .usercode import Impl, Probed, UserCode, fan_in_normal, resolve_impl
 
 CALL_SEED = 0    # torch's generator is seeded with this before every call of the module
@@ -44,7 +45,7 @@ def import_torch(fail) -> Any:
 
 
 @register("torch")
-class TorchModule(UserCode, Probed, Layer):
+class TorchModule(Higher, UserCode, Probed, Layer):
     summary = "a torch.nn.Module: impl FILE.py:Class; its autograd (custom autograd.Functions) is checked"
     options = (
         Option("impl", "str", help="FILE.py:Class (relative to the case file) or package.module:Class, "
@@ -54,14 +55,21 @@ class TorchModule(UserCode, Probed, Layer):
                help="sample n of the output depends only on sample n of x (or a class attribute)"),
         Option("init", "choice", default="constructor", choices=("constructor", "random"),
                help="parameter values: the constructor's (seeded), or drawn from the case's seed"),
+        Option("output", "int", default=0, min=0,
+               help="a forward returning a tuple: which tensor the next layer receives (flattened: "
+                    "LSTM's output 0, h_n 1, c_n 2); every floating one is checked"),
+        *OPTIONS,
     )
     na = {f: "a torch layer has one form, torch autograd" for f in ("kron", "correlation", "spray")}
     example = {"impl": "torch.nn:Linear", "options": {"in_features": 6, "out_features": 3},
                "per_sample": True}
 
     def __init__(self, impl: Impl | str = "", options: Mapping[str, Any] | None = None,
-                 per_sample: bool = False, init: str = "constructor", **_: Any) -> None:
+                 per_sample: bool = False, init: str = "constructor", output: int = 0,
+                 modes: Any = ("rev",), order: int = 1, **_: Any) -> None:
         self._code_init(impl)
+        self._higher_init(modes, order)
+        self.output = int(output)
         self.user_options = dict(options or {})
         self.yaml_per_sample = bool(per_sample)
         self.init = init
@@ -70,7 +78,7 @@ class TorchModule(UserCode, Probed, Layer):
         self._names: tuple[str, ...] | None = None
         self._probe: dict = {}
         self._anchor: dict[str, np.ndarray] = {}
-        self._unchecked: list[int] = []      # floating tuple outputs after the first
+        self._floating: list[int] = [0]      # which outputs (flattened) are floating tensors
 
     # -- the user's module ---------------------------------------------------------------------
     @property
@@ -143,9 +151,6 @@ class TorchModule(UserCode, Probed, Layer):
         self._anchor = {k: np.asarray(v) for k, v in params.items()}
 
     def row_note(self, tensor, form, analytic, numerical):
-        if self._unchecked:
-            return (f"forward returns a tuple: output[0] is checked and passed on; floating outputs "
-                    f"{self._unchecked} (flattened) are not (gradcheck_cli.torch.gradcheck checks every output)")
         v = self._anchor.get(tensor)
         if v is None or v.size < 2 or self.init == "random" or np.ptp(v) != 0:
             return ""
@@ -160,47 +165,113 @@ class TorchModule(UserCode, Probed, Layer):
         t = lambda a: torch.tensor(np.array(a, copy=True), requires_grad=grad)  # noqa: E731
         return t(x), {k: t(v) for k, v in params.items()}
 
-    def _apply(self, xt, pt) -> Any:
-        """y = module(x) with the parameters ``pt``, torch's generator seeded with CALL_SEED."""
+    def _outputs(self, xt, pt) -> list:
+        """Every tensor module(x) returns (a tuple's, flattened: LSTM's [output, h_n, c_n]) with
+        the parameters ``pt``, torch's generator seeded with CALL_SEED."""
         torch = self.torch
         m = self._module(np.dtype(str(xt.dtype).replace("torch.", "")))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(CALL_SEED)
             y = self._call("forward", lambda: torch.func.functional_call(m, pt, (xt,)))
-        if isinstance(y, (tuple, list)) and y and isinstance(y[0], torch.Tensor):
-            # RNN/LSTM (output, h_n), pools with return_indices: the next layer gets the first
-            rest = torch.utils._pytree.tree_leaves(list(y[1:]))
-            self._unchecked = [k for k, t in enumerate(rest, 1) if isinstance(t, torch.Tensor)
-                               and (t.is_floating_point() or t.is_complex())]
-            y = y[0]
-        if not isinstance(y, torch.Tensor):
-            self._fail(f"forward returned {type(y).__name__}, expected a torch.Tensor "
-                       "(or a tuple whose first entry is one)")
-        return y
+        leaves = torch.utils._pytree.tree_leaves(y) if isinstance(y, (tuple, list)) else [y]
+        leaves = [t for t in leaves if isinstance(t, torch.Tensor)]
+        if not leaves:
+            self._fail(f"forward returned {type(y).__name__}, expected a torch.Tensor (or a tuple of them)")
+        self._floating = [k for k, t in enumerate(leaves) if t.is_floating_point()]
+        if self.output not in self._floating:
+            self._fail(f"`output: {self.output}` names no floating tensor of forward's result: it returns "
+                       f"{len(leaves)} tensor(s), floating at {self._floating} (flattened)")
+        return leaves
 
-    def _forward(self, x, params, finite: bool = True) -> np.ndarray:
+    def side_outputs(self) -> list[int]:
+        """The floating outputs besides the one passed on (side_views.py checks each of them)."""
+        return [k for k in self._floating if k != self.output]
+
+    def _forward(self, x, params, finite: bool = True, out: int | None = None) -> np.ndarray:
         torch = self.torch
         xt, pt = self._tensors(x, params, grad=False)
         with torch.no_grad():
-            y = self._apply(xt, pt)
+            y = self._outputs(xt, pt)[self.output if out is None else out]
         return self._array("forward() output", y.detach().cpu().numpy(), None, x.dtype, finite)
+
+    def side_forward(self, x, params, out: int) -> np.ndarray:
+        return self._forward(x, params, out=out)
+
+    def side_backward(self, form_name: str, dy, x, params, out: int) -> dict:
+        return (self._rev if form_name == "custom" else self._fwd)(dy, x, params, out)
 
     @form("custom", seed="torch autograd: the module's own backward (its autograd.Functions)")
     def custom(self, dy, x, params):
+        return self._rev(dy, x, params, self.output)
+
+    def fwd(self, dy, x, params):
+        """Form ``fwd`` (modes: [fwd]): dL/dv from torch.autograd.forward_ad, one tangent per entry."""
+        return self._fwd(dy, x, params, self.output)
+
+    def _graph(self, x, params, out: int, dy):
+        """(y, inputs, dy as a tensor) with autograd recording, y checked against dy's shape."""
         torch = self.torch
         xt, pt = self._tensors(x, params, grad=True)
         with torch.enable_grad():
-            y = self._apply(xt, pt)
-            if tuple(y.shape) != tuple(dy.shape):
-                self._fail(f"forward output has shape {list(y.shape)}, expected {list(dy.shape)}")
-            if not y.requires_grad:
-                self._fail("the output does not depend on x or any parameter through autograd "
-                           "(a forward that detaches, or runs in numpy?)")
-            inputs = [xt, *pt.values()]
-            g = self._call("backward", lambda: torch.autograd.grad(
-                y, inputs, grad_outputs=torch.from_numpy(np.asarray(dy, dtype=x.dtype).copy()), allow_unused=True))
+            y = self._outputs(xt, pt)[out]
+        if tuple(y.shape) != tuple(dy.shape):
+            self._fail(f"forward output has shape {list(y.shape)}, expected {list(dy.shape)}")
+        if not y.requires_grad:
+            self._fail("the output does not depend on x or any parameter through autograd "
+                       "(a forward that detaches, or runs in numpy?)")
+        return y, {"x": xt, **pt}, torch.from_numpy(np.asarray(dy, dtype=x.dtype).copy())
+
+    def _rev(self, dy, x, params, out: int) -> dict:
+        torch = self.torch
+        y, inputs, dyt = self._graph(x, params, out, dy)
+        g = self._call("backward", lambda: torch.autograd.grad(y, list(inputs.values()), grad_outputs=dyt,
+                                                               allow_unused=True))
+        return self._grads(dict(zip(inputs, g)), inputs, x.dtype)
+
+    def _grads(self, g: dict, like: dict, dtype) -> dict:
         out = {}
-        for name, t, gi in zip(("x", *pt), inputs, g):
-            a = np.zeros(t.shape, dtype=x.dtype) if gi is None else gi.detach().cpu().numpy()
-            out[name] = self._array(f"gradient of {name!r}", a, tuple(t.shape), x.dtype)
+        for name, t in like.items():
+            gi = g.get(name)
+            a = np.zeros(t.shape, dtype=dtype) if gi is None else gi.detach().cpu().numpy()
+            out[name] = self._array(f"gradient of {name!r}", a, tuple(t.shape), dtype)
         return out
+
+    def _fwd(self, dy, x, params, out: int) -> dict:
+        torch = self.torch
+        fwAD = torch.autograd.forward_ad
+        xt, pt = self._tensors(x, params, grad=False)
+        dyt = torch.from_numpy(np.asarray(dy, dtype=x.dtype).copy())
+        primal = {"x": xt, **pt}
+
+        def jvp_dot(name: str, j: int) -> float:
+            tangent = torch.zeros_like(primal[name])
+            tangent.view(-1)[j] = 1
+            with fwAD.dual_level():
+                dual = dict(primal, **{name: fwAD.make_dual(primal[name], tangent)})
+                y = self._outputs(dual.pop("x"), dual)[out]
+                t = self._call("forward-mode (jvp)", lambda: fwAD.unpack_dual(y).tangent)
+            return 0.0 if t is None else float((t * dyt).sum())
+
+        g = fwd_from_jvps(jvp_dot, {k: tuple(v.shape) for k, v in primal.items()},
+                          lambda s: np.zeros(s, dtype=x.dtype))
+        return {k: self._array(f"forward-mode gradient of {k!r}", v, tuple(primal[k].shape), x.dtype)
+                for k, v in g.items()}
+
+    def double_backward(self, r: dict, dy, x, params) -> tuple[dict, np.ndarray]:
+        """Order 2: the gradients of <r, (dx, dparams)> (the backward at cotangent dy) with respect
+        to x, the parameters and dy, by differentiating the module's backward (create_graph)."""
+        torch = self.torch
+        y, inputs, dyt = self._graph(x, params, self.output, dy)
+        dyt.requires_grad_(True)
+        names = list(inputs)
+        g = self._call("backward", lambda: torch.autograd.grad(y, list(inputs.values()), grad_outputs=dyt,
+                                                               create_graph=True, allow_unused=True))
+        s = sum((gi * torch.from_numpy(np.asarray(r[n], dtype=x.dtype))).sum()
+                for n, gi in zip(names, g) if gi is not None and gi.requires_grad)
+        if not isinstance(s, torch.Tensor):      # no first-order gradient depends on anything
+            return self._grads({}, inputs, x.dtype), np.zeros(dy.shape, dtype=x.dtype)
+        gg = self._call("backward of the backward", lambda: torch.autograd.grad(
+            s, [*inputs.values(), dyt], allow_unused=True))
+        out = self._grads(dict(zip(names, gg)), inputs, x.dtype)
+        d = self._grads({"dy": gg[-1]}, {"dy": dyt}, x.dtype)["dy"]
+        return out, d

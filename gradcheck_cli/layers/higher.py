@@ -1,0 +1,60 @@
+"""What ``type: torch`` and ``type: jax`` layers add to the first-order reverse check: forward mode
+and second order, as YAML fields (docs/torch.md, "Forward mode and second order")::
+
+    - type: torch
+      impl: my_modules.py:Swish
+      modes: [rev, fwd]      # rev: the backward / vjp (the default); fwd: Jacobian-vector products
+      order: 2               # also the second derivatives: the backward's own backward
+
+Each mode is a form of the layer: ``rev`` is the form ``custom`` (its rows as before), ``fwd`` the
+form ``fwd``, the gradient dL/dv assembled entry by entry from forward-mode products
+<dy, J e_j>, so it is judged against the same central differences as the backward. ``order: 2``
+adds a view of its own (side_views.py): rows of the form ``gradgrad``.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..registry import FormInfo, Option
+
+MODES = ("rev", "fwd")
+REV = FormInfo("custom", "custom", "reverse mode: the framework's backward (vjp), its custom rules")
+FWD = FormInfo("fwd", "fwd", "forward mode: <dy, J e_j> from Jacobian-vector products, entry by entry")
+FORM_OF_MODE = {"rev": REV, "fwd": FWD}
+
+OPTIONS = (
+    Option("modes", "choices", default=("rev",), choices=MODES,
+           help="rev: check the backward (vjp); fwd: the forward-mode rule (jvp); both: [rev, fwd]"),
+    Option("order", "int", default=1, min=1, max=2,
+           help="2: also check the second derivatives (the backward's own backward, as gradgradcheck)"),
+)
+
+
+class Higher:
+    """Mixin of a layer with ``modes`` and ``order``: its forms follow its modes."""
+
+    modes: tuple[str, ...] = ("rev",)
+    order: int = 1
+
+    def _higher_init(self, modes: Any, order: int) -> None:
+        self.modes = tuple(modes or ("rev",))
+        self.order = int(order)
+        self.forms = {FORM_OF_MODE[m].name: FORM_OF_MODE[m] for m in MODES if m in self.modes}
+
+    @classmethod
+    def form_names(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        modes = options.get("modes") or ("rev",)
+        return tuple(FORM_OF_MODE[m].name for m in MODES if m in modes)
+
+
+def fwd_from_jvps(jvp_dot, shapes: Mapping[str, tuple[int, ...]], zeros) -> dict:
+    """dL/dv for every tensor v, entry j being ``jvp_dot(name, j)`` = <dy, J_v e_j>. ``zeros(shape)``
+    makes the result arrays."""
+    out = {}
+    for name, shape in shapes.items():
+        g = zeros(shape)
+        flat = g.reshape(-1)
+        for j in range(flat.size):
+            flat[j] = jvp_dot(name, j)
+        out[name] = g
+    return out

@@ -1,0 +1,145 @@
+"""``modes: [rev, fwd]``, ``order: 2`` and tuple outputs on ``type: torch`` / ``type: jax`` layers.
+
+The layers are examples/torch/higher.py and examples/jax/higher.py: one right, and one wrong in
+exactly one of the checks (the jvp, the double backward, the second output), each failing in its
+own rows only. Skipped without torch or jax (optional extras).
+"""
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from gradcheck_cli import check_case
+from gradcheck_cli.cli import main
+
+EX = Path(__file__).resolve().parents[1] / "examples"
+TORCH_REASON = "torch is an optional extra: pip install 'gradcheck-cli[torch]'"
+JAX_REASON = "jax is an optional extra: pip install 'gradcheck-cli[jax]'"
+
+
+def _torch(cls: str, **layer) -> dict:
+    pytest.importorskip("torch", reason=TORCH_REASON)
+    return {"seed": 4, "input": [3, 4], "layers": [
+        {"type": "torch", "impl": f"{EX}/torch/higher.py:{cls}", "options": {"features": 4}, **layer}]}
+
+
+def _jax(cls: str, **layer) -> dict:
+    pytest.importorskip("jax", reason=JAX_REASON)
+    return {"seed": 4, "input": [3, 4], "layers": [{"type": "jax", "impl": f"{EX}/jax/higher.py:{cls}", **layer}]}
+
+
+def failing(result) -> set[tuple[str, str]]:
+    return {(r.tensor, r.form) for r in result.rows if not r.passed}
+
+
+def rows(result) -> set[tuple[str, str]]:
+    return {(r.tensor, r.form) for r in result.rows}
+
+
+ALL = {"modes": ["rev", "fwd"], "order": 2}
+FIRST = {(t, f) for t in ("x", "weight") for f in ("custom", "fwd")}
+SECOND = {("x", "gradgrad"), ("weight", "gradgrad"), ("dy", "gradgrad")}
+
+
+def test_right_torch_rules_pass_in_every_mode_and_order():
+    r = check_case(_torch("Swish", **ALL))
+    assert r.passed and rows(r) == FIRST | SECOND
+
+
+@pytest.mark.parametrize("cls, wrong", [
+    ("SwishBadJvp", {("x", "fwd"), ("weight", "fwd")}),                # the jvp staticmethod
+    ("SwishDetached", {("x", "gradgrad"), ("weight", "gradgrad")}),    # the backward's backward
+])
+def test_a_wrong_torch_rule_fails_in_its_own_rows_only(cls, wrong):
+    r = check_case(_torch(cls, **ALL))
+    assert rows(r) == FIRST | SECOND and failing(r) == wrong
+
+
+def test_default_is_reverse_mode_at_order_one():
+    """Without the fields, the wrong jvp and the wrong double backward are not looked at."""
+    for cls in ("SwishBadJvp", "SwishDetached"):
+        r = check_case(_torch(cls))
+        assert r.passed and rows(r) == {("x", "custom"), ("weight", "custom")}
+
+
+def test_forms_fwd_checks_the_forward_mode_only():
+    r = check_case(_torch("SwishBadJvp", modes=["rev", "fwd"]), forms=("fwd",))
+    assert rows(r) == {("x", "fwd"), ("weight", "fwd")} and failing(r) == rows(r)
+
+
+def test_jax_rules():
+    """A right custom_jvp passes everywhere; a wrong one fails in fwd and, since jax derives reverse
+    mode from the jvp rule, in rev too; a custom_vjp whose bwd stops its residual's gradient is
+    right at order 1 and wrong at order 2."""
+    ok = check_case(_jax("Swish", **ALL))
+    jvp_rows = {(t, f) for t in ("x", "w") for f in ("custom", "fwd")}
+    assert ok.passed and rows(ok) == jvp_rows | {("x", "gradgrad"), ("w", "gradgrad"), ("dy", "gradgrad")}
+    assert failing(check_case(_jax("SwishBadJvp", **ALL))) == jvp_rows
+    assert failing(check_case(_jax("SinDetached", order=2))) == {("x", "gradgrad"), ("w", "gradgrad")}
+
+
+def test_a_wrong_gradient_through_the_second_output_fails_and_is_named():
+    r = check_case(_torch("TwoHeads"))
+    assert failing(r) == {("x", "custom:out1"), ("weight", "custom:out1")}
+    assert rows(r) == {("x", "custom"), ("weight", "custom"), ("x", "custom:out1"), ("weight", "custom:out1")}
+    assert r.culprits == [(0, "x"), (0, "weight")]
+    passed_on = check_case(_torch("TwoHeads", output=1))     # the wrong head passed on instead
+    assert failing(passed_on) == {("x", "custom"), ("weight", "custom")}
+
+
+def test_torch_rnn_gru_and_pool_with_indices_pass_every_output():
+    pytest.importorskip("torch", reason=TORCH_REASON)
+    for impl, opts, outs in [("RNN", {"input_size": 4, "hidden_size": 3}, 1),
+                             ("GRU", {"input_size": 4, "hidden_size": 2, "batch_first": True}, 1),
+                             ("MaxPool1d", {"kernel_size": 2, "return_indices": True}, 0)]:
+        r = check_case({"seed": 2, "input": [2, 3, 4], "layers": [
+            {"type": "torch", "impl": f"torch.nn:{impl}", "options": opts}]})
+        assert r.passed, impl
+        assert len({row.form for row in r.rows}) == 1 + outs, (impl, rows(r))
+
+
+def _run(tmp_path, doc, *args):
+    case = tmp_path / "case.yaml"
+    case.write_text(yaml.safe_dump(doc))
+    res = CliRunner().invoke(main, ["run", str(case), *map(str, args)])
+    return res.exit_code, res.output
+
+
+def test_every_output_has_the_rows(tmp_path):
+    code, out = _run(tmp_path, _torch("SwishDetached", **ALL), "--format", "json", "--junit-xml",
+                     tmp_path / "j.xml", "--html", tmp_path / "r.html")
+    assert code == 1
+    checks = json.loads(out)["cases"][0]["checks"]
+    assert {(c["tensor"], c["form"]) for c in checks if not c["passed"]} == {("x", "gradgrad"), ("weight", "gradgrad")}
+    names = {t.get("name") for t in ET.parse(tmp_path / "j.xml").iter("testcase")}
+    assert {"layers[0].x[fwd]", "layers[0].x[gradgrad]", "layers[0].dy[gradgrad]"} <= names
+    assert "gradgrad" in (tmp_path / "r.html").read_text()
+    code, out = _run(tmp_path, _torch("SwishDetached", **ALL))
+    assert code == 1 and "layers[0].x      torch gradgrad" in out, out
+    code, out = _run(tmp_path, _torch("SwishDetached", **ALL), "--format", "markdown")
+    assert "| 0 | torch | dy | gradgrad |" in out, out
+
+
+@pytest.mark.parametrize("layer, field, msg", [
+    ({"order": 3}, "layers[0].order", "must be <= 2"),
+    ({"modes": ["lin"]}, "layers[0].modes[0]", "unknown value 'lin'"),
+    ({"modes": ["rev", "rev"]}, "layers[0].modes", "twice"),
+    ({"output": -1}, "layers[0].output", ">= 0"),
+])
+def test_bad_values_exit_2_naming_file_and_field(tmp_path, layer, field, msg):
+    code, out = _run(tmp_path, _torch("Swish", **layer))
+    assert code == 2 and len(out.strip().splitlines()) == 1, out
+    assert f"case.yaml: {field}" in out and msg in out, out
+
+
+def test_the_fields_on_another_layer_exit_2(tmp_path):
+    doc = {"input": [2, 3], "layers": [{"type": "linear", "out_features": 2, "order": 2}]}
+    code, out = _run(tmp_path, doc)
+    assert code == 2 and "case.yaml: layers[0].order: unknown field" in out, out
+    code, out = _run(tmp_path, _torch("Swish", output=1))
+    assert code == 2 and "`output: 1` names no floating tensor" in out, out
