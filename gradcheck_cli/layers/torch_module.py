@@ -171,7 +171,9 @@ class TorchModule(Higher, UserCode, Probed, Layer):
         torch = self.torch
         m = self._module(np.dtype(str(xt.dtype).replace("torch.", "")))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(CALL_SEED)
+            # the CPU generator only: torch.manual_seed also queues a seed for every lazy device
+            # backend, formatting a stack trace each time (most of a small module's call time)
+            torch.default_generator.manual_seed(CALL_SEED)
             y = self._call("forward", lambda: torch.func.functional_call(m, pt, (xt,)))
         leaves = torch.utils._pytree.tree_leaves(y) if isinstance(y, (tuple, list)) else [y]
         leaves = [t for t in leaves if isinstance(t, torch.Tensor)]
