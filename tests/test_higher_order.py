@@ -143,3 +143,12 @@ def test_the_fields_on_another_layer_exit_2(tmp_path):
     assert code == 2 and "case.yaml: layers[0].order: unknown field" in out, out
     code, out = _run(tmp_path, _torch("Swish", output=1))
     assert code == 2 and "`output: 1` names no floating tensor" in out, out
+
+
+def test_the_examples():
+    pytest.importorskip("torch", reason=TORCH_REASON)
+    ok = check_case(EX / "torch" / "higher.yaml")
+    assert ok.passed and {"custom", "fwd", "gradgrad", "custom:out1", "custom:out2"} <= {r.form for r in ok.rows}
+    bad = check_case(EX / "torch" / "higher-buggy.yaml")
+    assert {(r.layer, r.tensor, r.form) for r in bad.rows if not r.passed} == {
+        (0, "x", "gradgrad"), (0, "weight", "gradgrad"), (1, "x", "custom:out1"), (1, "weight", "custom:out1")}

@@ -8,7 +8,8 @@
 
 Tensors: ``x`` and every key of ``init_params``. Analytic side: ``jax.vjp`` of ``forward`` at
 (x, params) applied to dL/dy, so a ``jax.custom_vjp`` rule inside it is what gets checked.
-Numerical side: ``forward`` in float64. gradcheck turns on jax's x64 mode
+Numerical side: ``forward`` in float64. ``modes: [rev, fwd]`` and ``order: 2`` (higher.py) add
+``jax.jvp`` (a ``custom_jvp`` rule) and the vjp's own vjp. gradcheck turns on jax's x64 mode
 (``jax_enable_x64``) when it loads the layer, for the whole process.
 
 jax is an optional dependency: without it such a case exits 2 naming the pip command.

@@ -5,6 +5,8 @@
       options: {features: 6}            # keyword arguments of the constructor
       per_sample: true                  # optional (or a `per_sample = True` class attribute)
       init: random                      # optional: redraw every parameter from the case's seed
+      output: 0                         # optional: a tuple's tensor passed on (flattened index)
+      modes: [rev, fwd]                 # optional: also forward mode (higher.py); order: 2 too
 
 Tensors: ``x`` and every entry of ``named_parameters()`` under its own name (``weight``,
 ``0.weight``). Values: what the constructor gives, constructed with torch's generator seeded by
@@ -16,6 +18,8 @@ Analytic side: torch autograd through the module (a custom ``autograd.Function``
 is what gets checked), ``torch.autograd.grad`` of y with dL/dy as grad_outputs. Numerical side:
 the module's forward in float64 under ``no_grad``. Every call runs with torch's generator
 seeded the same, so a module that draws random numbers (dropout) draws the same ones each time.
+A forward returning a tuple (LSTM, pools with ``return_indices``) passes ``output`` on; its other
+floating tensors are checked in views of their own (side_views.py), as is ``order: 2``.
 
 torch is an optional dependency: without it such a case exits 2 naming the pip command.
 """
