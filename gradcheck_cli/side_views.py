@@ -91,7 +91,7 @@ def side_views(net: Network, xs_dt: list[np.ndarray], form_names: list[str], ski
         forms = [f for f in layer.forms if f in form_names]
         for k in getattr(layer, "side_outputs", lambda: [])():
             wrapper = OutputOf(layer, k, forms)
-            y = np.asarray(wrapper.forward(xs_dt[i], net.params[i]))
+            y = np.asarray(wrapper.forward(np.asarray(xs_dt[i], np.float64), net.params[i]))
             c = rng.standard_normal(y.shape).astype(dt).astype(np.float64)
             sub = Network(net.case, [wrapper], [net.params[i]], np.asarray(xs_dt[i], np.float64),
                           BoundLoss(Projection(), c, "sum"), [net.shapes[i], tuple(y.shape)], split_terms=True)
