@@ -152,3 +152,30 @@ def test_the_examples():
     bad = check_case(EX / "torch" / "higher-buggy.yaml")
     assert {(r.layer, r.tensor, r.form) for r in bad.rows if not r.passed} == {
         (0, "x", "gradgrad"), (0, "weight", "gradgrad"), (1, "x", "custom:out1"), (1, "weight", "custom:out1")}
+
+
+def test_the_pytest_helpers_take_the_fields():
+    torch = pytest.importorskip("torch", reason=TORCH_REASON)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("examples_torch_higher", EX / "torch" / "higher.py")
+    higher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(higher)
+    from gradcheck_cli.torch import assert_module_gradients, check_module
+
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    r = check_module(higher.SwishBadJvp(4), x, modes=("rev", "fwd"), order=2)
+    assert failing(r) == {("x", "fwd"), ("weight", "fwd")} and ("dy", "gradgrad") in rows(r)
+    with pytest.raises(AssertionError, match="gradgrad"):
+        assert_module_gradients(higher.SwishDetached(4), x, order=2)
+    assert failing(check_module(higher.TwoHeads(4), x, output=1)) == {("x", "custom"), ("weight", "custom")}
+
+
+def test_the_jax_helper_takes_the_fields():
+    jax = pytest.importorskip("jax", reason=JAX_REASON)
+    from gradcheck_cli.jax import check_function
+
+    x = jax.numpy.linspace(-1.0, 1.0, 6).reshape(2, 3)
+    r = check_function(lambda x, p: jax.numpy.sin(x * p["w"]), x, {"w": [0.5, 1.0, 2.0]},
+                       modes=("rev", "fwd"), order=2)
+    assert r.passed and {("w", "fwd"), ("dy", "gradgrad")} <= rows(r)
