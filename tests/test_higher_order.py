@@ -94,10 +94,10 @@ def test_a_wrong_gradient_through_the_second_output_fails_and_is_named():
 
 def test_torch_rnn_gru_and_pool_with_indices_pass_every_output():
     pytest.importorskip("torch", reason=TORCH_REASON)
-    for impl, opts, outs in [("RNN", {"input_size": 4, "hidden_size": 3}, 1),
-                             ("GRU", {"input_size": 4, "hidden_size": 2, "batch_first": True}, 1),
-                             ("MaxPool1d", {"kernel_size": 2, "return_indices": True}, 0)]:
-        r = check_case({"seed": 2, "input": [2, 3, 4], "layers": [
+    for impl, opts, outs, shape in [("RNN", {"input_size": 4, "hidden_size": 3}, 1, [2, 3, 4]),
+                                    ("GRU", {"input_size": 4, "hidden_size": 2, "batch_first": True}, 1, [2, 3, 4]),
+                                    ("MaxPool2d", {"kernel_size": 2, "return_indices": True}, 0, [2, 2, 4, 4])]:
+        r = check_case({"seed": 2, "input": shape, "layers": [
             {"type": "torch", "impl": f"torch.nn:{impl}", "options": opts}]})
         assert r.passed, impl
         assert len({row.form for row in r.rows}) == 1 + outs, (impl, rows(r))
