@@ -179,3 +179,49 @@ def test_the_jax_helper_takes_the_fields():
     r = check_function(lambda x, p: jax.numpy.sin(x * p["w"]), x, {"w": [0.5, 1.0, 2.0]},
                        modes=("rev", "fwd"), order=2)
     assert r.passed and {("w", "fwd"), ("dy", "gradgrad")} <= rows(r)
+
+
+def test_forward_mode_batched_by_vmap_equals_the_dual_number_loop(monkeypatch):
+    """Modules that take torch.func transforms get their jvps vmapped, the others (an old-style
+    autograd.Function) one forward_ad forward per entry: both give the same numbers, and a wrong
+    jvp of a vmappable Function is caught on the batched path too."""
+    torch = pytest.importorskip("torch", reason=TORCH_REASON)
+    from gradcheck_cli.layers.torch_module import TorchModule
+    from gradcheck_cli.torch import check_module
+
+    class Cube(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(z):
+            return z ** 3
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+            ctx.save_for_forward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            return 3 * ctx.saved_tensors[0] ** 2 * g
+
+        @staticmethod
+        def jvp(ctx, t):
+            return 2 * ctx.saved_tensors[0] ** 2 * t          # bug: 3 z^2
+
+    class CubeLinear(torch.nn.Linear):
+        def forward(self, x):
+            return Cube.apply(super().forward(x))
+
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    module = CubeLinear(4, 2)
+    loops = []
+    looped_jvps = TorchModule._jvps_looped
+    monkeypatch.setattr(TorchModule, "_jvps_looped", lambda *a: loops.append(1) or looped_jvps(*a))
+    batched = check_module(module, x, modes=("rev", "fwd"))
+    assert not loops                        # every jvp went through torch.func.vmap
+    monkeypatch.setattr(TorchModule, "_jvps_vmapped", lambda *a: None)
+    looped = check_module(module, x, modes=("rev", "fwd"))
+    assert loops and failing(batched) == failing(looped) == {("x", "fwd"), ("weight", "fwd"), ("bias", "fwd")}
+    for key in ("layer0.x.fwd.analytic", "layer0.weight.fwd.analytic"):
+        assert (batched.arrays[key] == looped.arrays[key]).all()

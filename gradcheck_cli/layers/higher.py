@@ -8,12 +8,14 @@ and second order, as YAML fields (docs/torch.md, "Forward mode and second order"
 
 Each mode is a form of the layer: ``rev`` is the form ``custom`` (its rows as before), ``fwd`` the
 form ``fwd``, the gradient dL/dv assembled entry by entry from forward-mode products
-<dy, J e_j>, so it is judged against the same central differences as the backward. ``order: 2``
+<dy, J e_j> (batched by vmap where the framework allows), so it is judged against the same central differences as the backward. ``order: 2``
 adds a view of its own (side_views.py): rows of the form ``gradgrad``.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
+
+import numpy as np
 
 from ..registry import FormInfo, Option
 
@@ -47,14 +49,11 @@ class Higher:
         return tuple(FORM_OF_MODE[m].name for m in MODES if m in modes)
 
 
-def fwd_from_jvps(jvp_dot, shapes: Mapping[str, tuple[int, ...]], zeros) -> dict:
-    """dL/dv for every tensor v, entry j being ``jvp_dot(name, j)`` = <dy, J_v e_j>. ``zeros(shape)``
-    makes the result arrays."""
-    out = {}
-    for name, shape in shapes.items():
-        g = zeros(shape)
-        flat = g.reshape(-1)
-        for j in range(flat.size):
-            flat[j] = jvp_dot(name, j)
-        out[name] = g
-    return out
+def fwd_from_jvps(jvp_dot, shape: tuple[int, ...], zeros) -> np.ndarray:
+    """dL/dv of one tensor v of ``shape``, entry j being ``jvp_dot(j)`` = <dy, J_v e_j>.
+    ``zeros(shape)`` makes the result array."""
+    g = zeros(shape)
+    flat = g.reshape(-1)
+    for j in range(flat.size):
+        flat[j] = jvp_dot(j)
+    return g

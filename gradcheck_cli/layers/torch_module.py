@@ -36,6 +36,7 @@ from .higher import OPTIONS, Higher, fwd_from_jvps
 from .usercode import Impl, Probed, UserCode, fan_in_normal, resolve_impl
 
 CALL_SEED = 0    # torch's generator is seeded with this before every call of the module
+JVP_BATCH = 2 ** 22     # tangents x entries held at once by the forward mode's vmap
 INSTALL = "pip install 'gradcheck-cli[torch]'"
 
 
@@ -83,6 +84,7 @@ class TorchModule(Higher, UserCode, Probed, Layer):
         self._probe: dict = {}
         self._anchor: dict[str, np.ndarray] = {}
         self._floating: list[int] = [0]      # which outputs (flattened) are floating tensors
+        self._vmap_jvp = True                # forward mode batched by torch.func (else a loop)
 
     # -- the user's module ---------------------------------------------------------------------
     @property
@@ -211,7 +213,7 @@ class TorchModule(Higher, UserCode, Probed, Layer):
         return self._rev(dy, x, params, self.output)
 
     def fwd(self, dy, x, params):
-        """Form ``fwd`` (modes: [fwd]): dL/dv from torch.autograd.forward_ad, one tangent per entry."""
+        """Form ``fwd`` (modes: [fwd]): dL/dv from Jacobian-vector products, one tangent per entry."""
         return self._fwd(dy, x, params, self.output)
 
     def _graph(self, x, params, out: int, dy):
@@ -244,24 +246,62 @@ class TorchModule(Higher, UserCode, Probed, Layer):
 
     def _fwd(self, dy, x, params, out: int) -> dict:
         torch = self.torch
-        fwAD = torch.autograd.forward_ad
         xt, pt = self._tensors(x, params, grad=False)
-        dyt = torch.from_numpy(np.asarray(dy, dtype=x.dtype).copy())
         primal = {"x": xt, **pt}
+        dyt = torch.from_numpy(np.asarray(dy, dtype=x.dtype).copy())
+        with torch.no_grad():
+            y = self._outputs(xt, pt)[out]
+        if tuple(y.shape) != tuple(dyt.shape):
+            self._fail(f"forward output has shape {list(y.shape)}, expected {list(dyt.shape)}")
+        g = {}
+        for name, v in primal.items():
+            a = self._jvps_vmapped(primal, name, dyt, out) if self._vmap_jvp else None
+            g[name] = a if a is not None else self._jvps_looped(primal, name, dyt, out)
+        return {k: self._array(f"forward-mode gradient of {k!r}", v, tuple(primal[k].shape), x.dtype)
+                for k, v in g.items()}
 
-        def jvp_dot(name: str, j: int) -> float:
+    def _jvps_vmapped(self, primal: dict, name: str, dyt, out: int) -> np.ndarray | None:
+        """<dy, J e_j> for every entry j of ``name``: torch.func.jvp, tangents batched by vmap.
+        None where the module does not take torch.func transforms (an autograd.Function without
+        setup_context, in-place buffer updates): then never again for this layer, the loop serves."""
+        torch = self.torch
+        v = primal[name]
+        n = v.numel()
+
+        def dot(t):
+            def f(w):
+                p = dict(primal, **{name: w})
+                return self._outputs(p.pop("x"), p)[out]
+            return (torch.func.jvp(f, (v,), (t,))[1] * dyt).sum()
+
+        chunk, parts = max(1, JVP_BATCH // max(1, n, dyt.numel())), []
+        for s in range(0, n, chunk):
+            m = min(chunk, n - s)
+            basis = torch.zeros(m, n, dtype=v.dtype)
+            basis[torch.arange(m), s + torch.arange(m)] = 1
+            try:
+                parts.append(torch.func.vmap(dot, randomness="same")(basis.reshape(m, *v.shape)))
+            except Exception:  # noqa: BLE001 - any refusal of the transforms: the loop reports real errors
+                self._vmap_jvp = False
+                return None
+        return torch.cat(parts).reshape(v.shape).detach().cpu().numpy() if parts else np.zeros(v.shape, v.dtype)
+
+    def _jvps_looped(self, primal: dict, name: str, dyt, out: int) -> np.ndarray:
+        """The same, one torch.autograd.forward_ad dual-number forward per entry (any autograd.Function
+        with a ``jvp`` staticmethod)."""
+        torch = self.torch
+        fwAD = torch.autograd.forward_ad
+
+        def jvp_dot(j: int) -> float:
             tangent = torch.zeros_like(primal[name])
             tangent.view(-1)[j] = 1
             with fwAD.dual_level():
                 dual = dict(primal, **{name: fwAD.make_dual(primal[name], tangent)})
                 y = self._outputs(dual.pop("x"), dual)[out]
-                t = self._call("forward-mode (jvp)", lambda: fwAD.unpack_dual(y).tangent)
+                t = fwAD.unpack_dual(y).tangent
             return 0.0 if t is None else float((t * dyt).sum())
 
-        g = fwd_from_jvps(jvp_dot, {k: tuple(v.shape) for k, v in primal.items()},
-                          lambda s: np.zeros(s, dtype=x.dtype))
-        return {k: self._array(f"forward-mode gradient of {k!r}", v, tuple(primal[k].shape), x.dtype)
-                for k, v in g.items()}
+        return fwd_from_jvps(jvp_dot, primal[name].shape, lambda s: np.zeros(s, dtype=dyt.numpy().dtype))
 
     def double_backward(self, r: dict, dy, x, params) -> tuple[dict, np.ndarray]:
         """Order 2: the gradients of <r, (dx, dparams)> (the backward at cotangent dy) with respect
