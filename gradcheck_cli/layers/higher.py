@@ -21,7 +21,7 @@ from ..registry import FormInfo, Option
 
 MODES = ("rev", "fwd")
 REV = FormInfo("custom", "custom", "reverse mode: the framework's backward (vjp), its custom rules")
-FWD = FormInfo("fwd", "fwd", "forward mode: <dy, J e_j> from Jacobian-vector products, entry by entry")
+FWD = FormInfo("fwd", "fwd", "with `modes: [fwd]`: forward mode, <dy, J e_j> from Jacobian-vector products")
 FORM_OF_MODE = {"rev": REV, "fwd": FWD}
 
 OPTIONS = (
@@ -37,6 +37,8 @@ class Higher:
 
     modes: tuple[str, ...] = ("rev",)
     order: int = 1
+    optional_forms = (FWD, FormInfo("gradgrad", "", "with `order: 2`: the backward's own backward "
+                                                    "(side_views.py), rows for x, the parameters and dy"))
 
     def _higher_init(self, modes: Any, order: int) -> None:
         self.modes = tuple(modes or ("rev",))
