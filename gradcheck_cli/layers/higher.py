@@ -1,15 +1,16 @@
 """What ``type: torch`` and ``type: jax`` layers add to the first-order reverse check: forward mode
-and second order, as YAML fields (docs/torch.md, "Forward mode and second order")::
+and second order, as YAML fields (docs/torch.md, "Forward mode, second order and tuple outputs")::
 
     - type: torch
-      impl: my_modules.py:Swish
+      impl: higher.py:Swish
       modes: [rev, fwd]      # rev: the backward / vjp (the default); fwd: Jacobian-vector products
       order: 2               # also the second derivatives: the backward's own backward
 
 Each mode is a form of the layer: ``rev`` is the form ``custom`` (its rows as before), ``fwd`` the
 form ``fwd``, the gradient dL/dv assembled entry by entry from forward-mode products
-<dy, J e_j> (batched by vmap where the framework allows), so it is judged against the same central differences as the backward. ``order: 2``
-adds a view of its own (side_views.py): rows of the form ``gradgrad``.
+<dy, J e_j> (batched by vmap where the framework allows), so it is judged against the same
+central differences as the backward. ``order: 2`` adds a view of its own (side_views.py): rows
+of the form ``gradgrad``.
 """
 from __future__ import annotations
 
