@@ -10,7 +10,9 @@ each other floating output k gets a view of its own: the layer alone with the sc
 with the scalar <r, G>, r seeded random: central differences of G (the backward run at
 perturbed x, theta, dy) against the gradient of <r, G> by the framework's own double backward,
 in the form ``gradgrad``, for x, every parameter and ``dy`` (as torch.autograd.gradgradcheck
-builds it). dy is drawn at random too, so no entry of the output goes untested.
+builds it). dy is drawn at random too, so no entry of the output goes untested. A tuple's
+every floating output has its cotangent (``dy`` for the one passed on, ``dy1``... for the others)
+and the backward is the sum over them.
 
 Every row of these views is judged as any other (check.py, verdict.py); their rows carry no
 diagnosis (the diagnoses read a layer's output per sample, which G's is not).
@@ -48,36 +50,37 @@ class OutputOf(Layer):
 
 
 class SecondOrder(Layer):
-    """G(x, theta, dy) = the backward of ``inner`` at cotangent dy, flattened to shape (1, M);
-    dy is the parameter named ``dy_name``. Its one form is the double backward."""
+    """G(x, theta, dys) = the backward of ``inner`` at the cotangents dys (one per floating output,
+    the parameters named in ``dy_names``: flat output index -> name), flattened to shape (1, M).
+    Its one form is the double backward."""
 
     per_sample = False
     side = True
 
-    def __init__(self, inner: Layer, shapes: dict[str, tuple[int, ...]], dy_name: str) -> None:
-        self.inner, self.shapes, self.dy_name, self.type_name = inner, shapes, dy_name, inner.type_name
+    def __init__(self, inner: Layer, shapes: dict[str, tuple[int, ...]], dy_names: dict[int, str]) -> None:
+        self.inner, self.shapes, self.dy_names, self.type_name = inner, shapes, dy_names, inner.type_name
         self.forms = {GRADGRAD: FormInfo(GRADGRAD, "gradgrad", "the backward's own backward")}
 
     def params(self):
-        return (*self.inner.params(), self.dy_name)
+        return (*self.inner.params(), *self.dy_names.values())
 
     def _split(self, params):
         p = dict(params)
-        return p.pop(self.dy_name), p
+        return {k: p.pop(name) for k, name in self.dy_names.items()}, p
 
     def forward(self, x, params):
-        dy, p = self._split(params)
-        g = self.inner.custom(dy, x, p)          # reverse mode, whatever the layer's modes
+        dys, p = self._split(params)
+        g = self.inner.joint_backward(dys, x, p)     # reverse mode, whatever the layer's modes
         return np.concatenate([np.asarray(g[k]).reshape(-1) for k in self.shapes])[None]
 
     def gradgrad(self, dr, x, params):
-        dy, p = self._split(params)
+        dys, p = self._split(params)
         flat, r, at = np.asarray(dr).reshape(-1), {}, 0
         for k, s in self.shapes.items():
             n = int(np.prod(s))
             r[k], at = flat[at:at + n].reshape(s), at + n
-        g, gdy = self.inner.double_backward(r, dy, x, p)
-        return {**g, self.dy_name: gdy}
+        g, gdy = self.inner.double_backward(r, dys, x, p)
+        return {**g, **{self.dy_names[k]: v for k, v in gdy.items()}}
 
 
 def side_views(net: Network, xs_dt: list[np.ndarray], form_names: list[str], skipped: set[int]) -> list[View]:
@@ -103,16 +106,27 @@ def side_views(net: Network, xs_dt: list[np.ndarray], form_names: list[str], ski
 
 
 def _second_order(net: Network, i: int, x: np.ndarray, rng: np.random.Generator) -> View:
+    """Layer i's order-2 view: its backward at random cotangents (one per floating output, ``dy``
+    for the one passed on, ``dy{k}`` for output k), projected on a random r."""
     layer, params, dt = net.layers[i], net.params[i], net.dtype
-    dy_name = "dy"
-    while dy_name in params:
-        dy_name += "_"
+    x64 = np.asarray(x, np.float64)
+    passed = getattr(layer, "output", 0)
+    outs = {passed: tuple(net.shapes[i + 1])}
+    for k in getattr(layer, "side_outputs", lambda: [])():
+        outs[k] = tuple(np.shape(layer.side_forward(x64, params, k)))
+    names: dict[int, str] = {}
+    for k in outs:
+        name = "dy" if k == passed else f"dy{k}"
+        while name in params or name in names.values():
+            name += "_"
+        names[k] = name
     draw = lambda shape: rng.standard_normal(shape).astype(dt).astype(np.float64)  # noqa: E731
     shapes = {"x": tuple(x.shape), **{k: tuple(v.shape) for k, v in params.items()}}
-    g = SecondOrder(layer, shapes, dy_name)
-    p = {**params, dy_name: draw(net.shapes[i + 1])}
+    g = SecondOrder(layer, shapes, names)
+    p = {**params, **{names[k]: draw(s) for k, s in outs.items()}}
     r = draw((1, sum(int(np.prod(s)) for s in shapes.values())))
-    sub = Network(net.case, [g], [p], np.asarray(x, np.float64), BoundLoss(Projection(), r, "sum"),
+    sub = Network(net.case, [g], [p], x64, BoundLoss(Projection(), r, "sum"),
                   [net.shapes[i], r.shape], split_terms=True)
-    return View(sub, [i], note=f"order 2 (gradgrad): the gradient of <r, backward({dy_name})> in x, the "
-                               f"parameters and {dy_name}, r and {dy_name} random", diagnose=False)
+    dy = ", ".join(names.values())
+    return View(sub, [i], note=f"order 2 (gradgrad): the gradient of <r, backward({dy})> in x, the "
+                               f"parameters and {dy}, r and {dy} random", diagnose=False)

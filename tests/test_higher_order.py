@@ -101,6 +101,9 @@ def test_torch_rnn_gru_and_pool_with_indices_pass_every_output():
             {"type": "torch", "impl": f"torch.nn:{impl}", "options": opts}]})
         assert r.passed, impl
         assert len({row.form for row in r.rows}) == 1 + outs, (impl, rows(r))
+    r = check_case({"seed": 2, "input": [2, 3, 4], "layers": [
+        {"type": "torch", "impl": "torch.nn:RNN", "options": {"input_size": 4, "hidden_size": 3}, "order": 2}]})
+    assert r.passed and {("dy", "gradgrad"), ("dy1", "gradgrad"), ("weight_hh_l0", "gradgrad")} <= rows(r)
 
 
 def _run(tmp_path, doc, *args):

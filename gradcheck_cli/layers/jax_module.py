@@ -157,11 +157,16 @@ class JaxModule(Higher, UserParams, UserCode, Probed, Layer):
             out[name] = self._array(f"forward-mode gradient of {name!r}", g, tuple(v.shape), x.dtype)
         return out
 
-    def double_backward(self, r: dict, dy, x, params) -> tuple[dict, np.ndarray]:
+    def joint_backward(self, dys: dict, x, params) -> dict:
+        """The backward at the cotangent of its one output (``dys`` = {0: dy})."""
+        return self.custom(dys[0], x, params)
+
+    def double_backward(self, r: dict, dys: dict, x, params) -> tuple[dict, dict]:
         """Order 2: the gradients of <r, vjp(dy)> with respect to x, the parameters and dy
-        (jax.vjp of the vjp: the custom rules differentiated once more)."""
+        (jax.vjp of the vjp: the custom rules differentiated once more); ``dys`` = {0: dy}."""
         user, jax = self.user, self.jax
         jnp = jax.numpy
+        dy = dys[0]
         xj, pj = self._inputs(x, params)
         self._check_output(self._call("forward", lambda: user.forward(xj, pj)), dy)
         rx = jnp.asarray(r["x"], dtype=x.dtype)
@@ -174,7 +179,7 @@ class JaxModule(Higher, UserParams, UserCode, Probed, Layer):
         gx, gp, gdy = self._call("backward of the backward", lambda: jax.grad(first, argnums=(0, 1, 2))(
             xj, pj, jnp.asarray(dy, dtype=x.dtype)))
         return self._grads(gx, gp, x, params, "second-order gradient"), \
-            self._array("second-order gradient of the cotangent", self._numpy(gdy), dy.shape, x.dtype)
+            {0: self._array("second-order gradient of the cotangent", self._numpy(gdy), dy.shape, x.dtype)}
 
     def side_outputs(self) -> list[int]:
         return []

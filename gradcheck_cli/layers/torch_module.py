@@ -216,24 +216,38 @@ class TorchModule(Higher, UserCode, Probed, Layer):
         """Form ``fwd`` (modes: [fwd]): dL/dv from Jacobian-vector products, one tangent per entry."""
         return self._fwd(dy, x, params, self.output)
 
-    def _graph(self, x, params, out: int, dy):
-        """(y, inputs, dy as a tensor) with autograd recording, y checked against dy's shape."""
+    def _graph(self, x, params, dys: dict):
+        """(outputs, inputs, cotangents as tensors) with autograd recording, for the outputs (flat
+        indices) that are the keys of ``dys``, each checked against its cotangent's shape."""
         torch = self.torch
         xt, pt = self._tensors(x, params, grad=True)
         with torch.enable_grad():
-            y = self._outputs(xt, pt)[out]
-        if tuple(y.shape) != tuple(dy.shape):
-            self._fail(f"forward output has shape {list(y.shape)}, expected {list(dy.shape)}")
-        if not y.requires_grad:
+            leaves = self._outputs(xt, pt)
+        ys = [leaves[k] for k in dys]
+        for y, dy in zip(ys, dys.values()):
+            if tuple(y.shape) != tuple(dy.shape):
+                self._fail(f"forward output has shape {list(y.shape)}, expected {list(dy.shape)}")
+        if not any(y.requires_grad for y in ys):
             self._fail("the output does not depend on x or any parameter through autograd "
                        "(a forward that detaches, or runs in numpy?)")
-        return y, {"x": xt, **pt}, torch.from_numpy(np.asarray(dy, dtype=x.dtype).copy())
+        dyts = [torch.from_numpy(np.asarray(dy, dtype=x.dtype).copy()) for dy in dys.values()]
+        return ys, {"x": xt, **pt}, dyts
 
     def _rev(self, dy, x, params, out: int) -> dict:
+        return self.joint_backward({out: dy}, x, params)
+
+    def joint_backward(self, dys: dict, x, params, create_graph: bool = False):
+        """The backward at a cotangent for each output in ``dys`` (flat index -> dy), summed."""
         torch = self.torch
-        y, inputs, dyt = self._graph(x, params, out, dy)
-        g = self._call("backward", lambda: torch.autograd.grad(y, list(inputs.values()), grad_outputs=dyt,
-                                                               allow_unused=True))
+        ys, inputs, dyts = self._graph(x, params, dys)
+        for d in dyts if create_graph else ():
+            d.requires_grad_(True)
+        pairs = [(y, d) for y, d in zip(ys, dyts) if y.requires_grad]
+        g = self._call("backward", lambda: torch.autograd.grad(
+            [y for y, _ in pairs], list(inputs.values()), grad_outputs=[d for _, d in pairs],
+            allow_unused=True, create_graph=create_graph))
+        if create_graph:
+            return dict(zip(inputs, g)), inputs, dyts
         return self._grads(dict(zip(inputs, g)), inputs, x.dtype)
 
     def _grads(self, g: dict, like: dict, dtype) -> dict:
@@ -303,21 +317,19 @@ class TorchModule(Higher, UserCode, Probed, Layer):
 
         return fwd_from_jvps(jvp_dot, primal[name].shape, lambda s: np.zeros(s, dtype=dyt.numpy().dtype))
 
-    def double_backward(self, r: dict, dy, x, params) -> tuple[dict, np.ndarray]:
-        """Order 2: the gradients of <r, (dx, dparams)> (the backward at cotangent dy) with respect
-        to x, the parameters and dy, by differentiating the module's backward (create_graph)."""
+    def double_backward(self, r: dict, dys: dict, x, params) -> tuple[dict, dict]:
+        """Order 2: the gradients of <r, (dx, dparams)> (the backward at the cotangents ``dys``, flat
+        output index -> dy) with respect to x, the parameters and each dy, by differentiating the
+        module's backward (create_graph)."""
         torch = self.torch
-        y, inputs, dyt = self._graph(x, params, self.output, dy)
-        dyt.requires_grad_(True)
-        names = list(inputs)
-        g = self._call("backward", lambda: torch.autograd.grad(y, list(inputs.values()), grad_outputs=dyt,
-                                                               create_graph=True, allow_unused=True))
+        g, inputs, dyts = self.joint_backward(dys, x, params, create_graph=True)
         s = sum((gi * torch.from_numpy(np.asarray(r[n], dtype=x.dtype))).sum()
-                for n, gi in zip(names, g) if gi is not None and gi.requires_grad)
+                for n, gi in g.items() if gi is not None and gi.requires_grad)
+        zeros = {k: np.zeros(np.shape(d), dtype=x.dtype) for k, d in dys.items()}
         if not isinstance(s, torch.Tensor):      # no first-order gradient depends on anything
-            return self._grads({}, inputs, x.dtype), np.zeros(dy.shape, dtype=x.dtype)
+            return self._grads({}, inputs, x.dtype), zeros
         gg = self._call("backward of the backward", lambda: torch.autograd.grad(
-            s, [*inputs.values(), dyt], allow_unused=True))
-        out = self._grads(dict(zip(names, gg)), inputs, x.dtype)
-        d = self._grads({"dy": gg[-1]}, {"dy": dyt}, x.dtype)["dy"]
-        return out, d
+            s, [*inputs.values(), *dyts], allow_unused=True))
+        out = self._grads(dict(zip(inputs, gg)), inputs, x.dtype)
+        gdy = self._grads(dict(zip(dys, gg[len(inputs):])), dict(zip(dys, dyts)), x.dtype)
+        return out, gdy
