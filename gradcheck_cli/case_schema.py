@@ -203,6 +203,8 @@ class _Validator:
             val = x
         elif o.kind == "int":
             val = self.integer(x, field, minimum=o.min)
+            if o.max is not None and val > o.max:
+                self.fail(field, f"must be <= {o.max}, got {val}")
         elif o.kind == "pair":
             if isinstance(x, list):
                 if len(x) != 2:
@@ -220,6 +222,14 @@ class _Validator:
             val = self.choice(x, field, o.choices)
         elif o.kind == "str":
             val = self.string(x, field)
+        elif o.kind == "choices":      # e.g. modes: [rev, fwd]
+            if isinstance(x, str):
+                x = [x]
+            if not isinstance(x, list) or not x:
+                self.fail(field, f"expected a non-empty list out of: {', '.join(o.choices)}, got {_kind(x)}")
+            val = tuple(self.choice(v, f"{field}[{j}]", o.choices) for j, v in enumerate(x))
+            if len(set(val)) < len(val):
+                self.fail(field, f"names a value twice: {', '.join(val)}")
         elif o.kind == "any":          # checked by the layer itself (e.g. a list of axis names)
             val = x
         elif o.kind == "mapping":

@@ -37,6 +37,7 @@ from .errors import CaseError
 from .local import DEFAULT_MODE, MODES_BY_NAME
 from .prepared import Plans, Prepared
 from .network import Network
+from .side_views import side_views
 from .results import Agreement, CaseResult, Direction, Entry, Row
 from .verdict import (DEFAULT_TOLERANCE, ERR32_FACTOR, REFINE, _agreement, _float32_note,
                       _float64_side, _judge, _needs_refinement, float32_error, per_sample_losses,
@@ -104,20 +105,18 @@ def prepare(case: Case, sample: int | None = None, forms: tuple[str, ...] | None
         raise CaseError(case.file, "forms", f"no layer of this case has the form(s) asked for "
                                             f"({', '.join(wanted or ())}): nothing to check")
     rng = np.random.default_rng([case.seed, 1])
-    picks = {}
-    for i, t in tensors:
-        size = net.value_of(i, t, xs64).size
-        picks[(i, t)] = (np.sort(rng.choice(size, size=sample, replace=False))
+    pick = lambda size: (np.sort(rng.choice(size, size=sample, replace=False))  # noqa: E731
                          if sample and sample < size else np.arange(size))
+    picks = {(i, t): pick(net.value_of(i, t, xs64).size) for i, t in tensors}
     xs_dt = net.forward(dt)
     grads = {f: net.backward(f, xs_dt, dt) for f in form_names}
     views = strategy.views(net, xs_dt, grads)
+    views += side_views(net, xs_dt, form_names, skipped)
     n = len(net.layers)
-    for view in views:          # the loss's view checks y, every entry or a sample of them
-        if view.layers == [n]:
-            size = view.net.x0.size
-            picks[(n, "x")] = (np.sort(rng.choice(size, size=sample, replace=False))
-                               if sample and sample < size else np.arange(size))
+    for view in views:      # the loss's view checks y; side views their own tensors (dy), the same way
+        for k, i, t in view.rows_of(skipped):
+            if (i, t) not in picks:
+                picks[(i, t)] = pick(view.net.value_of(k, t, [view.net.x0]).size)
     plans = []
     for v in views:     # a layer's random-cotangent view has its upstream view's plans
         same = plans and v.cotangent == "random" and views[len(plans) - 1].layers == v.layers
@@ -159,7 +158,7 @@ def finish(prep: Prepared, outs: list) -> CaseResult:
              if net.dtype == np.float32 and strategy.directions else None)
     directions = composition.check(net, prep.grads, rtol, atol, err32, strategy.directions)
     loss_rows = [r for r in rows if r.is_loss]
-    rows = [r for r in rows if not r.is_loss]
+    rows = sorted((r for r in rows if not r.is_loss), key=lambda r: r.layer)   # side views' rows by their layer
     return CaseResult(case.name, case.file, case.seed, case.dtype, rtol, atol, rows, agreement,
                       copies, prep.sample, arrays, kinks.report(net, prep.xs64, prep.margins), prep.resampled,
                       [(i, net.layers[i].type_name) for i in sorted(prep.skipped)], prep.mode, directions,
@@ -175,6 +174,7 @@ def _view_state(prep: Prepared, v: int) -> dict:
         dt = net.dtype
         xs64, xs_dt = net.forward(np.float64), net.forward(dt)
         forms = [f for f in (*prep.form_names, "loss") if any(f in layer.forms for layer in net.layers)]
+        forms += [f for layer in net.layers if getattr(layer, "side", False) for f in layer.forms]
         grads = {f: net.backward(f, xs_dt, dt) for f in forms}
         grads64, err32 = _float64_side(net, forms, xs64, grads) if dt == np.float32 else ({}, {})
         prep._view_state[v] = (dict(xs64=xs64, forms=forms, grads=grads, grads64=grads64, err32=err32,
@@ -246,7 +246,7 @@ def _view_rows(prep: Prepared, v: int, key: tuple[int, str], st: dict, numer, kn
         layer_note = layer.row_note(t, f, a.reshape(-1)[idx], numer.values)
         row.note = "; ".join(s for s in (row.note, layer_note, view.note if not row.passed else "") if s)
         row.cotangent = view.cotangent
-        if not row.passed and (i, name, f) not in known:
+        if not row.passed and view.diagnose and (i, name, f) not in known:
             row.diagnosis = diagnose(row_evidence(net, k, t, name, a, numer, rtol, atol, extra.get(f),
                                                   xs64, len(idx) < base.size, budget))
         rows.append(row)

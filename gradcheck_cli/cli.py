@@ -198,6 +198,7 @@ def list_layers() -> None:
         for o in spec.cls.options:
             shown = {True: "true", False: "false", None: "none"}.get(o.default, o.default) \
                 if isinstance(o.default, (bool, type(None))) else o.default
+            shown = f"[{', '.join(map(str, shown))}]" if isinstance(shown, tuple) else shown
             default = "required" if o.required else f"default {shown}"
             click.echo(f"  option {o.name} ({default}): {o.help}")
         for f in FORMS:
@@ -207,6 +208,8 @@ def list_layers() -> None:
                 click.echo(f"  {f:<12} n/a: {spec.na.get(f, 'not implemented')}")
         if "custom" in spec.forms:
             click.echo(f"  {'custom':<12} the user's own backward")
+        for info in getattr(spec.cls, "optional_forms", ()):       # modes: [fwd], order: 2 (higher.py)
+            click.echo(f"  {info.name:<12} {info.seed}")
     for name, cls in sorted(LOSSES.items()):
         click.echo(f"loss {name}: {cls.summary}")
 

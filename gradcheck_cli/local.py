@@ -46,7 +46,8 @@ class View:
     layers: list[int]           # case index of each layer of ``net``
     cotangent: str = ""         # "upstream" | "random" (local mode), "" (whole network, the loss)
     tensor_names: dict[str, str] = dataclasses.field(default_factory=dict)  # row names ("x" -> "y")
-    note: str = ""              # said on every row of the view (e.g. a replaced cotangent)
+    note: str = ""              # said on every failing row of the view (e.g. a replaced cotangent)
+    diagnose: bool = True       # failing rows get a diagnosis (not side_views.py's)
 
     def rows_of(self, skipped: set[int]) -> list[tuple[int, int, str]]:
         """(layer in ``net``, case index, tensor) of every tensor the view checks."""

@@ -24,9 +24,9 @@ REQUIRED = object()
 class Option:
     """One option of a layer as written in the YAML case.
 
-    ``kind`` is one of ``int`` (>= ``min``), ``pair`` (int or [int, int], each >= ``min``),
-    ``bool``, ``float``, ``choice`` (one of ``choices``), ``str``, ``mapping``, ``any`` (left to the
-    layer to check). An ``int`` or
+    ``kind`` is one of ``int`` (>= ``min``, <= ``max`` when set), ``pair`` (int or [int, int], each
+    >= ``min``), ``bool``, ``float``, ``choice`` (one of ``choices``), ``choices`` (a list of
+    distinct ``choices``), ``str``, ``mapping``, ``any`` (left to the layer to check). An ``int`` or
     ``pair`` option with ``choices`` also takes one of those words (``padding: same``).
     ``resolve`` may turn the validated value into something else, given the case's folder
     (for options that name files).
@@ -39,6 +39,7 @@ class Option:
     choices: tuple[str, ...] = ()
     help: str = ""
     resolve: Callable[[Any, Any], Any] | None = None
+    max: int | None = None
 
     @property
     def required(self) -> bool:

@@ -33,7 +33,7 @@ from .cases import Case, from_dict
 from .errors import GradcheckError
 
 MAX_PASSES = 8      # rounds of reductions (each round tries every reduction once)
-KEEP = ("type", "per_sample", "init")   # options that change how a case runs, not its size
+KEEP = ("type", "per_sample", "init", "order", "modes", "output")   # how a case runs, not its size
 
 
 @dataclasses.dataclass
