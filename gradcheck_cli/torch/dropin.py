@@ -75,7 +75,8 @@ def _gradcheck(func, inputs: tuple, eps, atol, rtol, nondet_tol, check_undefined
     if not differentiable(out):
         floats = [j for j, o in enumerate(outs) if isinstance(o, torch.Tensor)
                   and (o.is_floating_point() or o.is_complex())]
-        checks.numerical_zero(Problem(func, inputs, out, floats), eps, nondet_tol, GradcheckError)
+        checks.numerical_zero(Problem(func, inputs, out, floats, pure), eps, nondet_tol, GradcheckError,
+                              fast_mode)
         return True
     p = Problem(func, inputs, out, pure=pure)
     if not fast_mode and coloured.agree(p, eps, rtol, atol):
