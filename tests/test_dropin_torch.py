@@ -206,23 +206,23 @@ def test_opinfo_harness_smoke(capsys):
 
 def test_fast_mode_on_a_function_vmap_cannot_batch():
     """A data-dependent Python branch defeats vmap: fast mode then runs a loop of forwards, 2 per
-    entry up to compare.FAST_CALLS in all, and past that 2 along one seeded random direction per
-    input (torch's own cost); either way the wrong input is named."""
+    entry up to compare.FAST_CALLS in all, and past that 2 x LOOP_DIRECTIONS along seeded random
+    directions per input; a failing direction is followed entry by entry, so either way the
+    failure names the wrong input and its entries."""
     bad = scaled_product(1.5)
 
     def branchy(a, b):         # .item()-like: not vmappable
         return bad.apply(a, b, 0.5) if float(a.detach().sum()) > -1e9 else None
 
     g = torch.Generator().manual_seed(0)
-    for shape, directions in (((2, 2), False), ((12, 12), True)):   # 2 x (4 + 4) <= 16 < 2 x 288
+    for shape in ((2, 2), (12, 12)):               # 2 x (4 + 4) <= 16 < 2 x 288
         x, w = (torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
                 for _ in "xw")
         assert gradcheck(lambda a, b: ScaledProduct.apply(a, b, 0.5) if float(a.detach().sum())
                          > -1e9 else None, (x, w), fast_mode=True)
-        with pytest.raises(GradcheckError) as info:
+        with pytest.raises(GradcheckError, match=r"inputs\[1\]\[\d+, \d+\] / output") as info:
             gradcheck(branchy, (x, w), fast_mode=True)
-        assert info.value.inputs == [1]
-        assert ("seeded random unit directions" in str(info.value)) == directions
+        assert info.value.inputs == [1] and "directions" not in str(info.value)
 
 
 def test_conjugate_and_strided_complex_outputs():

@@ -32,8 +32,8 @@ RANDOM_PER_OUTPUT = 8     # cotangents per output when the Jacobian is over budg
 FAST_PER_OUTPUT = 1       # ... in fast mode (the input side stays entry by entry: one suffices)
 DIRECTIONS = 4            # fast mode: random directions where entry by entry costs too much
 PATTERN_MIN = 64          # projected rows: past this many entries, columns from the probed pattern
-SMALL_WORK = 2**16        # fast mode: perturbed values (forwards x (n + M)) an input always gets
-FAST_WORK = 2**20         # ... and the most it gets, entry by entry or through its pattern
+SMALL_WORK = 2**12        # fast mode: perturbed values (forwards x (n + M)) entry by entry,
+FAST_WORK = 2**12         # ... through the input's probed pattern
 FAST_CALLS = 16           # ... or forwards, where vmap cannot batch the function (a loop)
 LOOP_DIRECTIONS = 4       # directions in such a loop (torch: 1)
 
@@ -125,8 +125,23 @@ def compare(p: Problem, pl: Plan, A: dict[int, torch.Tensor], h: float, rtol: fl
         for b in blocks[i]:
             b.directions = True
         _chunk(p, pl, blocks[i], owner, a, Fp, Fm, torch.arange(k), h, rtol, atol)
+        if any(b.failed for b in blocks[i]):
+            blocks[i] = _every_entry(p, pl, i, owner, A[i].to(torch.float64), h, rtol, atol)
     pairs = [b for i in p.pos for b in blocks[i]]
     return pairs
+
+
+def _every_entry(p: Problem, pl: Plan, i: int, owner, a, h, rtol, atol) -> list[Pair]:
+    """A direction failed: input i again, every entry (its pattern's colours where that works),
+    whatever it costs, so the failure names entries; this verdict is the one kept."""
+    blocks = [Pair(i, j) for j in range(len(p.sizes))]
+    got = coloured.sparse_columns(p, i, h, atol)
+    if got is not None:
+        _sparse(p, pl, blocks, owner, a, got, h, rtol, atol)
+        return blocks
+    for idx, Fp, Fm in p.columns(i, h):
+        _chunk(p, pl, blocks, owner, a[:, idx.to(a.device)], Fp, Fm, idx, h, rtol, atol)
+    return blocks
 
 
 def _chunk(p: Problem, pl: Plan, blocks, owner, a, Fp, Fm, idx, h, rtol, atol) -> None:
@@ -173,7 +188,7 @@ def _route(p: Problem, pl: Plan, i: int, h: float, atol: float):
     got = coloured.sparse_columns(p, i, h, atol, spare) if n > PATTERN_MIN and spare > 0 else None
     if got is not None:
         return got
-    if 2 * n * (row if vmap else 1) <= (FAST_WORK if vmap else FAST_CALLS):
+    if not vmap and 2 * n <= FAST_CALLS:
         return "entries"
     return "directions"
 
