@@ -179,17 +179,17 @@ def _route(p: Problem, pl: Plan, i: int, h: float, atol: float):
     if not pl.fast:           # full mode over the budget: every entry, cheaply where a pattern is
         return coloured.sparse_columns(p, i, h, atol) or "entries"
     row = n + M
-    if 2 * n * row <= SMALL_WORK:
+    if 2 * n * row <= SMALL_WORK or 2 * n <= FAST_CALLS:
         return "entries"          # (a loop past FAST_CALLS turns to directions: all_columns)
     probes = 2 * sum(s for s in coloured.pattern.virtual_shape(tuple(real(p.inputs[i]).shape)) if s > 1) + 1
+    if probes * row > FAST_WORK:
+        return "directions"
     vmap = p.can_vmap(i)
     spare = (FAST_WORK - probes * row) // (2 * row) if vmap else (FAST_CALLS - probes) // 2
     spare = min(spare, (n // 2 - probes) // 2)      # and at most a quarter of entry by entry
     got = coloured.sparse_columns(p, i, h, atol, spare) if n > PATTERN_MIN and spare > 0 else None
     if got is not None:
         return got
-    if not vmap and 2 * n <= FAST_CALLS:
-        return "entries"
     return "directions"
 
 

@@ -125,17 +125,22 @@ def gradgradcheck(func: Callable[..., Any], inputs: Any, grad_outputs: Any = Non
     diff_in = {i for i, x in enumerate(ins) if isinstance(x, torch.Tensor) and x.requires_grad}
     diff_go = {k for k, g in enumerate(gos) if g.requires_grad}
 
+    seen: dict = {}           # new_func's first call: the outputs it differentiates, live grads
+
     def new_func(*args):
         with torch.enable_grad():
             xs = tuple(_leaf(x) if i in diff_in else x for i, x in enumerate(args[:n_in]))
-            outs = [o for o in as_tuple(func(*xs)) if isinstance(o, torch.Tensor) and o.requires_grad]
+            every = as_tuple(func(*xs))
+            keep = [k for k, o in enumerate(every) if isinstance(o, torch.Tensor) and o.requires_grad]
             gs = tuple(_leaf(g) if k in diff_go else g for k, g in enumerate(args[n_in:]))
-            grads = torch.autograd.grad(outs, [xs[i] for i in sorted(diff_in)], gs,
+            grads = torch.autograd.grad([every[k] for k in keep], [xs[i] for i in sorted(diff_in)], gs,
                                         create_graph=True, allow_unused=True)
+        seen.setdefault("keep", keep)
+        seen.setdefault("live", [t for t, g in enumerate(grads) if g is not None])
         return tuple(g for g in grads if g is not None)
 
     names = {n_in + k: f"grad_outputs[{k}]" for k in range(len(gos))}
-    pure = _functional(func, ins, gos, new_func)
+    pure = _functional(func, n_in, sorted(diff_in), seen)
     try:
         return _gradcheck(new_func, ins + gos, eps, atol, rtol, nondet_tol, check_undefined_grad,
                           check_grad_dtypes, check_batched_grad, fast_mode, "gradgradcheck", names,
@@ -146,21 +151,14 @@ def gradgradcheck(func: Callable[..., Any], inputs: Any, grad_outputs: Any = Non
         return False
 
 
-def _functional(func, ins: tuple, gos: tuple, new_func):
-    """``new_func``'s values through ``torch.func.vjp``, which vmap can batch (autograd.grad
-    cannot): the numerical side's perturbed evaluations then run as one vmapped call. The
-    same outputs as ``new_func`` (its None gradients dropped), found by one call of it."""
-    n_in = len(ins)
-    diff = [i for i, x in enumerate(ins) if isinstance(x, torch.Tensor) and x.requires_grad]
-    with torch.enable_grad():
-        outs = as_tuple(func(*ins))
-        keep = [k for k, o in enumerate(outs) if isinstance(o, torch.Tensor) and o.requires_grad]
-        live = [t for t, g in enumerate(torch.autograd.grad(
-            [outs[k] for k in keep], [ins[i] for i in diff], [torch.ones_like(outs[k]) for k in keep],
-            allow_unused=True, retain_graph=True)) if g is not None] if keep and diff else []
-
+def _functional(func, n_in: int, diff: list[int], seen: dict):
+    """new_func's values through ``torch.func.vjp``, which vmap can batch (autograd.grad
+    cannot): the numerical side's perturbed evaluations then run as one vmapped call. The same
+    outputs as new_func, whose first call (before any perturbation) recorded in ``seen`` which
+    outputs it differentiates and which gradients are not None."""
     def pure(*args):
         xs, gs = list(args[:n_in]), args[n_in:]
+        keep = seen["keep"]
 
         def f(*d):
             full = list(xs)
@@ -170,7 +168,7 @@ def _functional(func, ins: tuple, gos: tuple, new_func):
             return tuple(o[k] for k in keep)
         _, vjp = torch.func.vjp(f, *[xs[i] for i in diff])
         grads = vjp(tuple(gs))
-        return tuple(grads[t] for t in live)
+        return tuple(grads[t] for t in seen["live"])
     return pure
 
 
