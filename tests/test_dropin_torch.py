@@ -280,3 +280,24 @@ def test_gradgradcheck_of_native_layer_norm_without_weight_agrees_with_torch():
     verdicts = [tool(fn, (x, b), raise_exception=False)
                 for tool in (torch.autograd.gradgradcheck, gradgradcheck)]
     assert verdicts[0] == verdicts[1]
+
+
+def test_a_random_function_that_reseeds_is_vmapped_with_one_draw_for_the_batch():
+    """torch's OpInfo samples reseed inside the function: vmap then draws once for the whole batch
+    (randomness="same"), checked bit for bit against the plain call; without reseeding each call
+    draws anew and the check fails, as torch's does."""
+    from gradcheck_cli.torch.jacobian import Problem
+
+    def reseeded(x):
+        torch.manual_seed(0)
+        return torch.nn.functional.dropout(x, 0.5)
+
+    x = torch.randn(6, 7, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(reseeded, (x,)) and torch.autograd.gradcheck(reseeded, (x,))
+    p = Problem(reseeded, (x,), reseeded(x))
+    d = torch.zeros(3, 42, dtype=torch.float64)
+    d[1, 4] = 1e-6
+    assert torch.equal(p.perturbed(0, d)[0], p.f0) and p.randomness == "same" and p.vmap_ok[0]
+    drawn = lambda a: torch.nn.functional.dropout(a, 0.5)      # noqa: E731
+    assert not gradcheck(drawn, (x,), raise_exception=False)
+    assert not torch.autograd.gradcheck(drawn, (x,), raise_exception=False)

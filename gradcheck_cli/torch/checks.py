@@ -24,6 +24,15 @@ def numerical_zero(p: Problem, h: float, nondet_tol: float, error, fast: bool = 
                         f"not require grad, yet they change with inputs[{i}]", [i])
 
 
+def deterministic(p: Problem, error) -> None:
+    """Entries passed as kinks: only a function that gives the same outputs twice has one-sided
+    differences to trust (a random one makes every entry look like a kink)."""
+    if not p.deterministic():
+        raise error("the function is not deterministic: a second call at the same inputs gives "
+                    "other outputs, so its central differences mean nothing (reseed its random "
+                    "ops inside it, as torch's OpInfo samples do)", [])
+
+
 def reentrant(p: Problem, nondet_tol: float, error, names) -> list:
     """Two runs of the backward with one cotangent agree within ``nondet_tol`` (torch's
     reentrancy check, on one cotangent: the comparison's first row when it was a plain backward,

@@ -63,7 +63,7 @@ def _input(p: Problem, i: int, P, h: float, rtol: float, atol: float) -> bool:
         ab, eb, tb, rb, lb = a[bad], err[bad], thr[bad], r[bad], l[bad]
         kink = (torch.isfinite(ab) & ((rb - lb).abs() >= 0.1 * eb)
                 & (ab >= torch.minimum(rb, lb) - tb) & (ab <= torch.maximum(rb, lb) + tb))
-        return bool(kink.all())
+        return bool(kink.all()) and p.deterministic()
     return True
 
 

@@ -35,7 +35,7 @@ PATTERN_MIN = 64          # projected rows: past this many entries, columns from
 SMALL_WORK = 2**12        # fast mode: perturbed values (forwards x (n + M)) entry by entry,
 FAST_WORK = 2**12         # ... through the input's probed pattern
 FAST_CALLS = 16           # ... or forwards, where vmap cannot batch the function (a loop)
-LOOP_DIRECTIONS = 4       # directions in such a loop (torch: 1)
+LOOP_DIRECTIONS = 2       # directions per input in such a loop (torch: 1)
 
 @dataclasses.dataclass
 class Pair:

@@ -87,6 +87,8 @@ def _gradcheck(func, inputs: tuple, eps, atol, rtol, nondet_tol, check_undefined
         A = p.analytic(pl.K, lambda a, b: pl.rows(a, b, like))
         once = checks.reentrant(p, nondet_tol, GradcheckError, names)
         pairs = compare(p, pl, A, eps, rtol, atol)
+        if any(b.kinks for b in pairs):
+            checks.deterministic(p, GradcheckError)
         if any(b.failed for b in pairs):
             raise GradcheckError(table(p, pl, pairs, outs, label, eps, rtol, atol, names),
                                  sorted({b.input for b in pairs if b.failed}))

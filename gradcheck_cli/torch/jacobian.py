@@ -91,6 +91,13 @@ class Problem:
         self.first: tuple | None = None      # (cotangents, raw gradients) of C's row 0, when plain
         self.batched_backward = True
 
+    def deterministic(self) -> bool:
+        """A second plain call at the inputs gives the first call's outputs bit for bit."""
+        with torch.no_grad():
+            again = self.flat(self.func(*[x.detach() if isinstance(x, torch.Tensor) else x
+                                          for x in self.inputs]))
+        return bool(((again == self.f0) | (again.isnan() & self.f0.isnan())).all())
+
     def n(self, i: int) -> int:
         return real(self.inputs[i]).numel()
 
@@ -124,18 +131,21 @@ class Problem:
                 try:
                     return torch.func.vmap(lambda d: one(d, self.pure), randomness=self.randomness)(deltas)
                 except Exception as e:   # no batching rule, random op, data-dependent code...
-                    if self.randomness == "error" and "randomness" in str(e) and self._same(one, deltas):
+                    if "randomness" in str(e) and self._same(lambda: torch.func.vmap(
+                            lambda d: one(d, self.pure), randomness="same")(deltas[:1] * 0)):
                         return torch.func.vmap(lambda d: one(d, self.pure), randomness="same")(deltas)
                     self.vmap_ok[i] = False
             return torch.stack([one(d) for d in deltas]) if len(deltas) else deltas.new_zeros(0, self.M)
 
-    def _same(self, one: Callable, deltas: torch.Tensor) -> bool:
+    def _same(self, zero_call: Callable[[], torch.Tensor]) -> bool:
         """A function with random ops: vmap may draw once for the whole batch (randomness
         "same") when that repeats what a plain call gives, i.e. the function reseeds on every
         call (torch's OpInfo samples do; otherwise gradcheck itself cannot pass): the batched
         output at a zero perturbation must equal the unperturbed output bit for bit."""
+        if self.randomness == "same":
+            return False                 # "same" was already in use: it is not the randomness
         try:
-            zero = torch.func.vmap(lambda d: one(d, self.pure), randomness="same")(deltas[:1] * 0)
+            zero = zero_call()           # the batched output at a zero perturbation
         except Exception:
             return False
         if not bool((zero[0] == self.f0.to(zero.dtype)).all()):
@@ -188,8 +198,15 @@ class Problem:
         try:
             with torch.no_grad():
                 out = torch.func.vmap(one, randomness=self.randomness)(*deltas)
-        except Exception:        # per input below, each with its own fallback
-            return None
+        except Exception as e:
+            with torch.no_grad():
+                if not ("randomness" in str(e) and self._same(lambda: torch.func.vmap(
+                        one, randomness="same")(*[d[:1] * 0 for d in deltas]))):
+                    # the function cannot be batched (no batching rule, data-dependent code):
+                    # every input takes the loop, without trying vmap again input by input
+                    self.vmap_ok = {i: False for i in self.pos}
+                    return None
+                out = torch.func.vmap(one, randomness="same")(*deltas)
         res, off = [], 0
         for i, n in zip(self.pos, sizes):
             idx = torch.arange(n, device=out.device)
