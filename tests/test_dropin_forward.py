@@ -70,11 +70,47 @@ def test_a_wrong_jvp_fails_and_names_its_input(fast_mode):
     assert lines[0] == "gradcheck (forward AD): Jacobian mismatch for inputs[1]"
     assert "inputs[0]" not in "\n".join(lines[1:])
     assert "output[0]" in str(e) and "analytic" in str(e) and "numerical" in str(e)
-    assert ("every entry of the Jacobian" in str(e)) != fast_mode
+    assert "every entry of the Jacobian (288 entries)" in str(e)   # the columns, in fast mode too
     assert not TG.gradcheck(f, _inputs(), check_forward_ad=True, fast_mode=fast_mode,
                             raise_exception=False)
     assert gradcheck(f, _inputs(), check_forward_ad=True, fast_mode=fast_mode,
                      raise_exception=False) is False
+
+
+@pytest.mark.parametrize("fast_mode", [False, True])
+def test_past_the_budget_random_tangents_against_every_output_entry(fast_mode, monkeypatch):
+    """J u for seeded unit tangents u, every output entry: a 1e-2 error in one output entry of
+    a 300 x 300 block is caught and named, in full mode over a lowered budget, in fast mode as
+    a large input."""
+    from gradcheck_cli.torch import forward
+    if not fast_mode:
+        monkeypatch.setattr(forward, "BUDGET", 1000)
+    monkeypatch.setattr(forward, "ENTRYWISE_MAX", 100)
+
+    class OneEntry(torch.autograd.Function):
+        @staticmethod
+        def forward(a, x):
+            return a * x.sin()
+
+        @staticmethod
+        def jvp(ctx, ta, tx):
+            a, x = ctx.saved_for_jvp
+            t = ta * x.sin() + a * x.cos() * tx
+            return t + torch.zeros_like(t).index_fill_(0, torch.tensor([7]), 1e-2 * t.abs().max())
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.saved_for_jvp = inputs
+
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(1, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(300, generator=g, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(GradcheckError) as info:
+        gradcheck(OneEntry.apply, (a, x), check_forward_ad=True, check_backward_ad=False,
+                  fast_mode=fast_mode)
+    msg = str(info.value)
+    assert info.value.inputs == [0, 1] and "seeded random unit tangents" in msg
+    assert "output[0][7]" in msg
 
 
 def test_check_backward_ad_false_runs_the_forward_check_alone():

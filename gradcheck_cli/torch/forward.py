@@ -1,12 +1,15 @@
 """check_forward_ad for the torch drop-in: forward-mode Jacobian columns against central differences.
 
-The analytic side is ``J e_j`` for every entry j of each checked input (its tangent ``e_j``, the
-other checked inputs' tangents zero, as torch's slow mode sets them), taken by
-``torch.func.jvp`` batched with ``torch.func.vmap`` over a chunk of tangents, or one
-``torch.autograd.forward_ad`` dual call per tangent where vmap cannot batch the function (a
-custom autograd.Function of the old style, random ops). The columns, projected on the plan's
-cotangents C, form the same ``C J`` the backward check computes, so compare.py judges them
-against the same central differences with the same verdict rule, fast mode and budget.
+The analytic side is ``J e_j`` for every entry j of each checked input (the other checked inputs
+duals with zero tangents, as torch's slow mode sets them), by ``torch.func.jvp`` batched with
+``torch.func.vmap`` over a chunk of tangents, or one ``torch.autograd.forward_ad`` dual call per
+tangent where vmap cannot batch the function (an old-style custom autograd.Function, random
+ops). compare.py judges the columns against the same central differences, with the same verdict
+rule, input by input: every Jacobian entry where the input's block fits ``jacobian.BUDGET``
+(also in fast mode up to ENTRYWISE_MAX entries: the columns are there, projecting them would
+only discard entries), else ``J u`` for seeded random unit tangents u against every output
+entry (torch's fast forward check, with more directions): the transpose of the backward check's
+``J^T c`` past the budget, which forward mode gets in as many jvps as there are u.
 """
 from __future__ import annotations
 
@@ -16,8 +19,12 @@ import torch
 
 from .checks import numerical_zero
 from .compare import compare, plan
-from .jacobian import OUT_BUDGET, Problem, as_tuple, differentiable, real
+from .jacobian import BUDGET, OUT_BUDGET, Problem, as_tuple, differentiable, real
 from .message import table
+
+ENTRYWISE_MAX = 1024   # fast mode: past this many entries an input is compared along directions
+DIRECT_MAX = 128       # ... and past this many when its function cannot be vmapped
+DIRECTIONS = {False: 8, True: 4}    # random unit tangents per input (full, fast mode)
 
 
 def _name(i: int, names: dict[int, str] | None) -> str:
@@ -90,28 +97,56 @@ class Forward:
         with torch.no_grad():
             return torch.stack([self.dual(i, t) for t in T])
 
-    def analytic(self, pl) -> dict[int, torch.Tensor]:
-        """``C J`` (K, n_i) for every checked input, from forward-mode columns in chunks."""
-        p, A = self.p, {}
-        for i in p.pos:
-            n, x = p.n(i), real(p.inputs[i])
-            per = max(1, min(n, OUT_BUDGET // max(1, p.M, n), 4096))
-            cols = []
-            for a in range(0, n, per):
-                idx = torch.arange(a, min(n, a + per), device=x.device)
-                T = torch.zeros(len(idx), n, dtype=x.dtype, device=x.device)
-                T[torch.arange(len(idx), device=x.device), idx] = 1
-                Y = self.tangents(i, T).to(torch.float64)
-                cols.append(Y.T if pl.identity else pl.C.to(torch.float64) @ Y.T)
-            A[i] = torch.cat(cols, dim=1) if cols else torch.zeros(pl.K, 0, dtype=torch.float64)
-        return A
+    def columns(self, i: int, B: int, rows: Callable, pl) -> torch.Tensor:
+        """``C J T^T`` (K, B): the tangent outputs of the B tangents ``rows(a, b)`` (rows a to
+        b of T), chunked, projected on the plan's cotangents (the identity: every entry)."""
+        per = max(1, min(B, OUT_BUDGET // max(1, self.p.M, self.p.n(i)), 4096))
+        cols = []
+        for a in range(0, B, per):
+            Y = self.tangents(i, rows(a, min(B, a + per))).to(torch.float64)
+            cols.append(Y.T if pl.identity else pl.C.to(torch.float64) @ Y.T)
+        return torch.cat(cols, dim=1) if cols else torch.zeros(pl.K, 0, dtype=torch.float64)
+
+
+def _directional(p: Problem, i: int, k: int):
+    """(problem of s, U): ``s -> func(..., x_i + U s, ...)`` for k seeded random unit tangents
+    (U's columns, in x_i's real layout): its Jacobian is J_i U, its central differences are
+    f(x_i +- h u_r), torch's fast-mode numerical side."""
+    x = p.inputs[i].detach()
+    xr = real(x)
+    gen = torch.Generator().manual_seed(7 + i)
+    U = torch.randn(p.n(i), k, generator=gen, dtype=torch.float64)
+    U = (U / U.norm(dim=0)).to(xr.dtype).to(x.device)
+
+    def g(s, *rest):
+        v = xr + (U @ s).reshape(xr.shape)
+        args = list(p.inputs)
+        args[i] = torch.view_as_complex(v) if x.is_complex() else v
+        return p.func(*args)
+
+    s = torch.zeros(k, dtype=xr.dtype, device=x.device, requires_grad=True)
+    with torch.enable_grad():
+        out = g(s)
+    return Problem(g, (s,), out, p.out_pos), U
+
+
+def _blocks(p: Problem, fast: bool) -> list[tuple[int, bool]]:
+    """(input, every entry?) for each checked input: every Jacobian entry within the budget
+    (fast mode: also up to ENTRYWISE_MAX entries, DIRECT_MAX where vmap cannot batch f)."""
+    out = []
+    for i in p.pos:
+        n = p.n(i)
+        whole = p.M * n <= BUDGET and (not fast or n <= DIRECT_MAX or (
+            n <= ENTRYWISE_MAX and p.can_vmap(i)))
+        out.append((i, whole))
+    return out
 
 
 def check(func: Callable, inputs: tuple, eps: float, atol: float, rtol: float,
           check_undefined_grad: bool, check_grad_dtypes: bool, check_batched: bool,
           fast_mode: bool, label: str, names: dict[int, str] | None, error) -> bool:
-    """torch's check_forward_ad: the forward-mode Jacobian entry by entry (the plan of the
-    backward check), then undefined tangents and, with ``check_batched``, the vmapped jvp."""
+    """torch's check_forward_ad: the forward-mode Jacobian input by input, then undefined
+    tangents and, with ``check_batched``, the vmapped jvp."""
     with torch.enable_grad():
         out = func(*inputs)
     if not differentiable(out):
@@ -120,18 +155,52 @@ def check(func: Callable, inputs: tuple, eps: float, atol: float, rtol: float,
         numerical_zero(Problem(func, inputs, out, floats), eps, 0.0, error)
         return True
     p = Problem(func, inputs, out)
-    pl = plan(p, fast_mode)
     fw = Forward(p, check_grad_dtypes, error)
-    A = fw.analytic(pl)
-    pairs = compare(p, pl, A, eps, rtol, atol)
-    if any(b.failed for b in pairs):
-        raise error(table(p, pl, pairs, as_tuple(out), label, eps, rtol, atol, names),
-                    sorted({b.input for b in pairs if b.failed}))
+    messages, wrong = [], []
+    for i, whole in _blocks(p, fast_mode):
+        msg = _one_input(p, fw, i, whole, fast_mode, eps, atol, rtol, label, names)
+        if msg:
+            messages.append(msg)
+            wrong.append(i)
+    if messages:
+        raise error("\n".join(messages), wrong)
     if check_undefined_grad:
         undefined(p, error, names)
     if check_batched:
         batched(fw, error, names)
     return True
+
+
+def _one_input(p: Problem, fw: Forward, i: int, whole: bool, fast: bool, eps, atol, rtol,
+               label: str, names) -> str | None:
+    """The table of input i's failing rows, or None when every compared entry passes."""
+    nm = _name(i, names)
+    if whole:
+        sub = Problem(p.func, tuple(x.detach() if k in p.pos and k != i else x
+                                    for k, x in enumerate(p.inputs)), p.out, p.out_pos)
+        pl = plan(sub, False)
+        x, n = real(p.inputs[i]), p.n(i)
+
+        def rows(a, b):
+            T = torch.zeros(b - a, n, dtype=x.dtype, device=x.device)
+            T[torch.arange(b - a), torch.arange(a, b)] = 1
+            return T
+        B, extra = n, ""
+    else:
+        sub, U = _directional(p, i, DIRECTIONS[fast])
+        pl = plan(sub, False)
+        B, rows = U.shape[1], (lambda a, b: U.T[a:b])
+        extra = (f"\n{nm}: along {U.shape[1]} seeded random unit tangents u (index [r]: u's "
+                 f"number), its {p.M} x {p.n(i)} Jacobian being over the budget"
+                 f"{' or fast_mode on a large input' if fast else ''}")
+    k = sub.pos[0]
+    A = {k: fw.columns(i, B, rows, pl)}
+    pairs = compare(sub, pl, A, eps, rtol, atol)
+    if not any(b.failed for b in pairs):
+        return None
+    text = table(sub, pl, pairs, as_tuple(sub.out), label, eps, rtol, atol, {k: nm})
+    head, rest = text.split("\n", 1)
+    return head + extra + "\n" + rest
 
 
 def undefined(p: Problem, error, names) -> None:
