@@ -1,8 +1,9 @@
 """Drop-ins for ``torch.autograd.gradcheck`` and ``gradgradcheck`` (docs/dropin.md).
 
-Same signatures, defaults and meanings; the comparison is entry by entry (every Jacobian entry
-within the budget, else J^T c for seeded random cotangents, always against every input entry),
-both sides batched (jacobian.py), and a failure names the wrong inputs in a table (message.py).
+Same signatures, defaults and meanings (``masked=True`` refused); the comparison is entry by
+entry (every Jacobian entry within the budget, else J^T c for seeded random cotangents, always
+against every input entry), both sides batched (jacobian.py), and a failure names the wrong
+inputs in a table (message.py). Forward mode (check_forward_ad, check_fwd_over_rev): forward.py.
 """
 from __future__ import annotations
 
@@ -49,7 +50,9 @@ def gradcheck(func: Callable[..., Any], inputs: Any, *, eps: float = 1e-6, atol:
     ``func`` at ``inputs`` (the tensors that require grad, floating or complex) match central
     differences; else raises :class:`GradcheckError` (or returns False with
     ``raise_exception=False``). ``fast_mode=True`` compares random cotangent projections instead
-    of every Jacobian entry (still entry by entry on the input side)."""
+    of every Jacobian entry (still entry by entry on the input side). ``check_forward_ad=True``
+    checks the forward-mode Jacobian (jvp columns) against the same central differences
+    (forward.py); with ``check_backward_ad=False`` that check runs alone."""
     _refuse("gradcheck", dict(masked=masked))
     _require(check_forward_ad, check_backward_ad, "check_forward_ad", "check_backward_ad",
              check_batched_grad, check_batched_forward_grad)
@@ -128,7 +131,8 @@ def gradgradcheck(func: Callable[..., Any], inputs: Any, grad_outputs: Any = Non
     """``torch.autograd.gradgradcheck`` with the same arguments: the drop-in gradcheck of the
     map (inputs, grad_outputs) -> the input gradients (torch's construction); random
     ``grad_outputs`` as torch draws them when None. Failing rows name ``inputs[i]`` or
-    ``grad_outputs[k]``; ``GradcheckError.inputs`` counts positions in inputs + grad_outputs."""
+    ``grad_outputs[k]``; ``GradcheckError.inputs`` counts positions in inputs + grad_outputs.
+    ``check_fwd_over_rev=True`` checks that map's forward-mode Jacobian too (forward over reverse)."""
     _refuse("gradgradcheck", dict(masked=masked))
     _require(check_fwd_over_rev, check_rev_over_rev, "check_fwd_over_rev", "check_rev_over_rev",
              check_batched_grad, False)
