@@ -239,3 +239,26 @@ def test_fwd_over_rev():
     assert info.value.inputs == [0]
     assert str(info.value).splitlines()[0] == \
         "gradgradcheck (forward AD): Jacobian mismatch for inputs[0]"
+
+
+def test_an_undefined_tangent_must_act_as_a_zero_one():
+    class Undefined(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w):
+            ctx.save_for_forward(x, w)
+            ctx.set_materialize_grads(False)      # undefined tangents reach jvp as None
+            return x * w
+
+        @staticmethod
+        def jvp(ctx, tx, tw):
+            x, w = ctx.saved_tensors
+            return (0 if tx is None else tx * w) + (x if tw is None else x * tw)   # None is no zero
+
+    x, w, _ = _inputs()
+    kw = dict(check_forward_ad=True, check_backward_ad=False)
+    assert gradcheck(Undefined.apply, (x, w), check_undefined_grad=False, **kw)
+    with pytest.raises(GradcheckError, match="undefined tangent") as info:
+        gradcheck(Undefined.apply, (x, w), **kw)
+    assert info.value.inputs == [1]
+    with pytest.raises(TG.GradcheckError):
+        TG.gradcheck(Undefined.apply, (x, w), **kw)
