@@ -262,3 +262,28 @@ def test_an_undefined_tangent_must_act_as_a_zero_one():
     assert info.value.inputs == [1]
     with pytest.raises(TG.GradcheckError):
         TG.gradcheck(Undefined.apply, (x, w), **kw)
+
+
+def test_opinfo_harness_seeds_jvp_bugs_at_one_input():
+    """benchmarks/opinfo.py --forward-ad's seeded bug: a right backward, a jvp with one entry of
+    one input's contribution moved; both tools catch it, the drop-in names that input."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "opinfo.py"
+    spec = importlib.util.spec_from_file_location("opinfo_bench_fwd", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)          # op_db is imported only when ops() runs
+
+    def fn(a, b):
+        return (a * b).sin(), a.exp()
+
+    x, w, _ = _inputs(4)
+    for seed in range(3):
+        bugged, at = mod.seeded_forward(fn, (x, w), seed)
+        assert gradcheck(bugged, (x, w))                       # the backward is right
+        kw = dict(check_forward_ad=True, check_backward_ad=False)
+        assert not TG.gradcheck(bugged, (x, w), raise_exception=False, **kw)
+        with pytest.raises(GradcheckError) as info:
+            gradcheck(bugged, (x, w), **kw)
+        assert info.value.inputs == [at]
