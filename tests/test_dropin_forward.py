@@ -265,12 +265,12 @@ def test_an_undefined_tangent_must_act_as_a_zero_one():
 
 
 def test_opinfo_harness_seeds_jvp_bugs_at_one_input():
-    """benchmarks/opinfo.py --forward-ad's seeded bug: a right backward, a jvp with one entry of
+    """benchmarks/opinfo.py --forward-ad's seeded bug (opinfo_forward.py): a right backward, a jvp with one entry of
     one input's contribution moved; both tools catch it, the drop-in names that input."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "opinfo.py"
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "opinfo_forward.py"
     spec = importlib.util.spec_from_file_location("opinfo_bench_fwd", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)          # op_db is imported only when ops() runs
