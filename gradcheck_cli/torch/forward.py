@@ -118,7 +118,7 @@ def _directional(p: Problem, i: int, k: int):
     U = torch.randn(p.n(i), k, generator=gen, dtype=torch.float64)
     U = (U / U.norm(dim=0)).to(xr.dtype).to(x.device)
 
-    def g(s, *rest):
+    def g(s):
         v = xr + (U @ s).reshape(xr.shape)
         args = list(p.inputs)
         args[i] = torch.view_as_complex(v) if x.is_complex() else v
@@ -183,7 +183,7 @@ def _one_input(p: Problem, fw: Forward, i: int, whole: bool, fast: bool, eps, at
 
         def rows(a, b):
             T = torch.zeros(b - a, n, dtype=x.dtype, device=x.device)
-            T[torch.arange(b - a), torch.arange(a, b)] = 1
+            T[torch.arange(b - a, device=x.device), torch.arange(a, b, device=x.device)] = 1
             return T
         B, extra = n, ""
     else:
