@@ -2,6 +2,7 @@
 
     python benchmarks/opinfo.py [--setting full|own|both] [--ops add,mul] [--limit N]
                                 [--samples 2] [--no-gradgrad] [--no-bugs] [--json FILE]
+                                [--forward-ad]
 
 Every OpInfo with autograd and float64 on CPU (needs ``expecttest``), its first ``--samples``
 sample inputs, float64, one thread. Each sample is called as torch's gradient tests call it: the
@@ -18,6 +19,11 @@ with None -> True). Both tools get the same keywords. Printed per setting:
 - the same for gradgradcheck on the ops with supports_gradgrad (bugs seeded in the backward's
   own backward, the same way);
 - total time of each tool over the same samples and the ratio; a conv2d 4x3x16x16 sample.
+
+``--forward-ad`` instead runs both tools with check_forward_ad=True, check_backward_ad=False on
+the ops with supports_forward_ad (the forward-mode check alone), and seeds the bugs in a jvp:
+the true jvp with one entry of one input's contribution moved by 1e-2 x its largest magnitude;
+then (unless --no-gradgrad) gradgradcheck with check_fwd_over_rev=True alone: agreement, time.
 """
 from __future__ import annotations
 
@@ -253,16 +259,27 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-gradgrad", action="store_true")
     ap.add_argument("--no-conv", action="store_true")
     ap.add_argument("--json")
+    ap.add_argument("--forward-ad", action="store_true",
+                    help="check_forward_ad=True, check_backward_ad=False on ops with supports_forward_ad")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     chosen = ops(a.ops.split(",") if a.ops else None, a.limit)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         one_setting(chosen[:3], "own", 1, False, False)          # warm-up, not counted
+        if a.forward_ad:
+            from opinfo_forward import forward_gradgrad, forward_setting, report_forward
+            forward_setting(chosen[:3], "own", 1, False)             # warm-up, not counted
         out = {"ops": len(chosen), "results": []}
         for s in (["full", "own"] if a.setting == "both" else [a.setting]):
-            r = one_setting(chosen, s, a.samples, not a.no_bugs, not a.no_gradgrad)
-            report(r)
+            if a.forward_ad:
+                r = forward_setting(chosen, s, a.samples, not a.no_bugs)
+                report_forward(r)
+                if not a.no_gradgrad:
+                    r["gg"] = forward_gradgrad(chosen, s, a.samples)
+            else:
+                r = one_setting(chosen, s, a.samples, not a.no_bugs, not a.no_gradgrad)
+                report(r)
             out["results"].append(r)
             if a.json:
                 Path(a.json).write_text(json.dumps(out, indent=1, default=str))

@@ -1,8 +1,9 @@
 """Drop-ins for ``torch.autograd.gradcheck`` and ``gradgradcheck`` (docs/dropin.md).
 
-Same signatures, defaults and meanings; the comparison is entry by entry (every Jacobian entry
-within the budget, else J^T c for seeded random cotangents, always against every input entry),
-both sides batched (jacobian.py), and a failure names the wrong inputs in a table (message.py).
+Same signatures, defaults and meanings (``masked=True`` refused); the comparison is entry by
+entry (every Jacobian entry within the budget, else J^T c for seeded random cotangents, always
+against every input entry), both sides batched (jacobian.py), and a failure names the wrong
+inputs in a table (message.py). Forward mode (check_forward_ad, check_fwd_over_rev): forward.py.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.autograd.gradcheck import GradcheckError as _TorchGradcheckError
 
-from . import checks, coloured
+from . import checks, coloured, forward
 from .compare import compare, plan
 from .jacobian import Problem, as_tuple, checked_inputs, differentiable
 from .message import table
@@ -19,9 +20,7 @@ from .message import table
 __all__ = ["gradcheck", "gradgradcheck", "GradcheckError", "REFUSED"]
 
 # keyword -> the values it cannot honour (anything else is taken with torch's meaning)
-REFUSED = {"check_forward_ad": True, "check_batched_forward_grad": True,
-           "check_backward_ad": False, "masked": True, "check_fwd_over_rev": True,
-           "check_rev_over_rev": False}
+REFUSED = {"masked": True}
 
 
 class GradcheckError(_TorchGradcheckError):
@@ -51,24 +50,52 @@ def gradcheck(func: Callable[..., Any], inputs: Any, *, eps: float = 1e-6, atol:
     ``func`` at ``inputs`` (the tensors that require grad, floating or complex) match central
     differences; else raises :class:`GradcheckError` (or returns False with
     ``raise_exception=False``). ``fast_mode=True`` compares random cotangent projections instead
-    of every Jacobian entry (still entry by entry on the input side)."""
-    _refuse("gradcheck", dict(check_forward_ad=check_forward_ad, masked=masked,
-                              check_batched_forward_grad=check_batched_forward_grad,
-                              check_backward_ad=check_backward_ad))
+    of every Jacobian entry (still entry by entry on the input side). ``check_forward_ad=True``
+    checks the forward-mode Jacobian (jvp columns) against the same central differences
+    (forward.py); with ``check_backward_ad=False`` that check runs alone."""
+    _refuse("gradcheck", dict(masked=masked))
+    _require(check_forward_ad, check_backward_ad, "check_forward_ad", "check_backward_ad",
+             check_batched_grad, check_batched_forward_grad)
     try:
-        return _gradcheck(func, as_tuple(inputs), eps, atol, rtol, nondet_tol, check_undefined_grad,
-                          check_grad_dtypes, check_batched_grad, fast_mode, "gradcheck", None)
+        return _both(func, as_tuple(inputs), eps, atol, rtol, nondet_tol, check_undefined_grad,
+                     check_grad_dtypes, check_batched_grad, check_batched_forward_grad,
+                     check_forward_ad, check_backward_ad, fast_mode, "gradcheck", None)
     except _TorchGradcheckError:
         if raise_exception:
             raise
         return False
 
 
-def _gradcheck(func, inputs: tuple, eps, atol, rtol, nondet_tol, check_undefined_grad,
-               check_grad_dtypes, check_batched_grad, fast_mode, label, names, pure=None) -> bool:
+def _require(fwd: bool, bwd: bool, fwd_name: str, bwd_name: str, batched: bool,
+             batched_fwd: bool) -> None:
+    """torch's consistency checks of the mode keywords (the same AssertionErrors)."""
+    if not (fwd or bwd):
+        raise AssertionError(f"Expected at least one of {fwd_name} or {bwd_name} to be True")
+    if batched and not bwd:
+        raise AssertionError(f"Setting check_batched_grad=True requires {bwd_name} to be True")
+    if batched_fwd and not fwd:
+        raise AssertionError(f"Setting check_batched_forward_grad=True requires {fwd_name} to be True")
+
+
+def _both(func, inputs: tuple, eps, atol, rtol, nondet_tol, check_undefined_grad,
+          check_grad_dtypes, check_batched_grad, check_batched_forward_grad, fwd, bwd,
+          fast_mode, label, names, pure=None) -> bool:
+    """The backward check (torch's default), then the forward-mode one (forward.py)."""
     if not checked_inputs(inputs):
         raise ValueError("gradcheck expects at least one input tensor to require gradient, "
                          "but none of them have requires_grad=True.")
+    if bwd:
+        _gradcheck(func, inputs, eps, atol, rtol, nondet_tol, check_undefined_grad,
+                   check_grad_dtypes, check_batched_grad, fast_mode, label, names, pure)
+    if fwd:
+        forward.check(func, inputs, eps, atol, rtol, check_undefined_grad, check_grad_dtypes,
+                      check_batched_forward_grad, fast_mode, f"{label} (forward AD)", names,
+                      GradcheckError)
+    return True
+
+
+def _gradcheck(func, inputs: tuple, eps, atol, rtol, nondet_tol, check_undefined_grad,
+               check_grad_dtypes, check_batched_grad, fast_mode, label, names, pure=None) -> bool:
     with torch.enable_grad():
         out = func(*inputs)
     outs = as_tuple(out)
@@ -110,9 +137,13 @@ def gradgradcheck(func: Callable[..., Any], inputs: Any, grad_outputs: Any = Non
     """``torch.autograd.gradgradcheck`` with the same arguments: the drop-in gradcheck of the
     map (inputs, grad_outputs) -> the input gradients (torch's construction); random
     ``grad_outputs`` as torch draws them when None. Failing rows name ``inputs[i]`` or
-    ``grad_outputs[k]``; ``GradcheckError.inputs`` counts positions in inputs + grad_outputs."""
-    _refuse("gradgradcheck", dict(check_fwd_over_rev=check_fwd_over_rev, masked=masked,
-                                  check_rev_over_rev=check_rev_over_rev))
+    ``grad_outputs[k]``; ``GradcheckError.inputs`` counts positions in inputs + grad_outputs.
+    ``check_fwd_over_rev=True`` checks that map's forward-mode Jacobian too (forward over reverse)."""
+    _refuse("gradgradcheck", dict(masked=masked))
+    _require(check_fwd_over_rev, check_rev_over_rev, "check_fwd_over_rev", "check_rev_over_rev",
+             check_batched_grad, False)
+    if check_undefined_grad and not check_rev_over_rev:
+        raise AssertionError("Setting check_undefined_grad=True requires check_rev_over_rev to be True")
     ins = as_tuple(inputs)
     if grad_outputs is None:
         with torch.enable_grad():
@@ -144,9 +175,9 @@ def gradgradcheck(func: Callable[..., Any], inputs: Any, grad_outputs: Any = Non
     names = {n_in + k: f"grad_outputs[{k}]" for k in range(len(gos))}
     pure = _functional(func, n_in, sorted(diff_in), seen)
     try:
-        return _gradcheck(new_func, ins + gos, eps, atol, rtol, nondet_tol, check_undefined_grad,
-                          check_grad_dtypes, check_batched_grad, fast_mode, "gradgradcheck", names,
-                          pure)
+        return _both(new_func, ins + gos, eps, atol, rtol, nondet_tol, check_undefined_grad,
+                     check_grad_dtypes, check_batched_grad, False, check_fwd_over_rev,
+                     check_rev_over_rev, fast_mode, "gradgradcheck", names, pure)
     except _TorchGradcheckError:
         if raise_exception:
             raise
