@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from opinfo import TG, dropin, keywords, run, samples  # noqa: E402
+from opinfo import TG, dropin, keywords, run, samples, tally  # noqa: E402
 
 
 def seeded_forward(fn, inputs, seed: int):
@@ -103,19 +103,8 @@ def forward_setting(all_ops, setting: str, k: int, do_bugs: bool) -> dict:
             res["errors"].append((op.name, f"sample_inputs: {type(e).__name__}"))
             continue
         for label, fn, inputs in items:
-            vt, tt, _ = run(TG.gradcheck, fn, inputs, kw)
-            vd, td, _ = run(dropin.gradcheck, fn, inputs, kw)
-            if vt.startswith("error") or vd.startswith("error"):
-                res["errors"].append((label, vt, vd))
-                continue
-            res["samples"] += 1
-            res["time"]["torch"] += tt
-            res["time"]["dropin"] += td
-            if vt == "pass" and vd == "fail":
-                res["false_alarm"].append(label)
-            if vt == "fail" and vd == "pass":
-                res["reverse"].append(label)
-            if do_bugs and vt == vd == "pass":
+            got = tally(res, label, fn, inputs, kw, TG.gradcheck, dropin.gradcheck)
+            if do_bugs and got == ("pass", "pass"):
                 _forward_bug(res["bugs"], label, fn, inputs, kw)
     return res
 
@@ -157,18 +146,7 @@ def forward_gradgrad(all_ops, setting: str, k: int) -> dict:
             res["errors"].append((op.name, f"sample_inputs: {type(e).__name__}"))
             continue
         for label, fn, inputs in items:
-            vt, tt, _ = run(TG.gradgradcheck, fn, inputs, kw)
-            vd, td, _ = run(dropin.gradgradcheck, fn, inputs, kw)
-            if vt.startswith("error") or vd.startswith("error"):
-                res["errors"].append((label, vt, vd))
-                continue
-            res["samples"] += 1
-            res["time"]["torch"] += tt
-            res["time"]["dropin"] += td
-            if vt == "pass" and vd == "fail":
-                res["false_alarm"].append(label)
-            if vt == "fail" and vd == "pass":
-                res["reverse"].append(label)
+            tally(res, label, fn, inputs, kw, TG.gradgradcheck, dropin.gradgradcheck)
     t = res["time"]
     print(f"gradgradcheck forward over reverse, setting {setting}: {res['samples']} samples; "
           f"false alarms {len(res['false_alarm'])} {res['false_alarm'][:10]}; reverse "
