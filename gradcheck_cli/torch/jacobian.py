@@ -266,8 +266,7 @@ class Problem:
             rows = [backward(outs, xs, [p[k] for p in pieces]) for k in range(K)]
             if self.first is None and rows and only is None:
                 self.first = ([p[0] for p in pieces], list(rows[0]))
-            grads = [None if rows[0][t] is None else torch.stack([r[t] for r in rows])
-                     for t in range(len(xs))] if rows else [None] * len(xs)
+            grads = [_stack([r[t] for r in rows]) for t in range(len(xs))] if rows else [None] * len(xs)
         res = {}
         for i, g in zip(pos, grads):
             if g is None:
@@ -289,3 +288,12 @@ class Problem:
         parts = [self.vjp(rows(a, min(K, a + per))) for a in range(0, K, per)]
         return {i: torch.cat([p[i] for p in parts]) if parts else
                 torch.zeros(0, self.n(i), dtype=torch.float64) for i in self.pos}
+
+
+def _stack(rows: list) -> torch.Tensor | None:
+    """The rows' gradients of one input stacked; a row that left it undefined (its cotangent
+    reached the input only through outputs it gave zero) counts as zeros."""
+    like = next((r for r in rows if r is not None), None)
+    if like is None:
+        return None
+    return torch.stack([torch.zeros_like(like) if r is None else r for r in rows])
