@@ -72,6 +72,7 @@ def test_a_correct_convolution_is_decided_without_the_dense_comparison(monkeypat
         raise AssertionError("the dense comparison ran")
     monkeypatch.setattr(dropin, "compare", no_dense)
     assert gradcheck(F.conv2d, (x, w))
+    assert gradcheck(F.conv2d, (x, w), check_batched_grad=True)   # torch's other checks still run
 
 
 def _conv_with(bug):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import torch
 
-from .compare import Plan
 from .jacobian import Problem
 
 
@@ -81,7 +80,7 @@ def grad_attributes(p: Problem, check_dtypes: bool, once: list, error, names) ->
                             f"{g.device}, expected {x.dtype} on {x.device}", [i])
 
 
-def batched(p: Problem, pl: Plan, rtol: float, atol: float, error, names) -> None:
+def batched(p: Problem, rtol: float, atol: float, error, names) -> None:
     """check_batched_grad: the vmapped backward works and agrees with a loop over two rows."""
     like = p.f0.to(torch.float64)
     gen = torch.Generator().manual_seed(2)

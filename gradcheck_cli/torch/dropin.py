@@ -121,7 +121,7 @@ def _gradcheck(func, inputs: tuple, eps, atol, rtol, nondet_tol, check_undefined
                                  sorted({b.input for b in pairs if b.failed}))
     checks.grad_attributes(p, check_grad_dtypes, once, GradcheckError, names)
     if check_batched_grad:
-        checks.batched(p, pl, rtol, atol, GradcheckError, names)
+        checks.batched(p, rtol, atol, GradcheckError, names)
     if check_undefined_grad:
         checks.undefined(p, GradcheckError, names)
     return True
