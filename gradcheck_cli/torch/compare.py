@@ -67,7 +67,8 @@ class Plan:
         total = p.M * sum(p.n(i) for i in p.pos)
         if self.identity:
             return f"every entry of the Jacobian ({total} entries)"
-        return (f"J^T c for {self.per} seeded random cotangents c per output against every input "
+        what = "one seeded random cotangent" if self.per == 1 else f"{self.per} seeded random cotangents"
+        return (f"J^T c for {what} c per output against every input "
                 f"entry (the {total}-entry Jacobian is over the budget of {BUDGET} or fast_mode)")
 
     def rows(self, a: int, b: int, like: torch.Tensor) -> torch.Tensor:
