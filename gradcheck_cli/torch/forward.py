@@ -5,10 +5,10 @@ duals with zero tangents, as torch's slow mode sets them), by ``torch.func.jvp``
 ``torch.func.vmap`` over a chunk of tangents, or one ``torch.autograd.forward_ad`` dual call per
 tangent where vmap cannot batch the function (an old-style custom autograd.Function, random
 ops). compare.py judges the columns against the same central differences, with the same verdict
-rule, input by input: every Jacobian entry where the input's block fits ``jacobian.BUDGET``
-(also in fast mode up to ENTRYWISE_MAX entries: the columns are there, projecting them would
-only discard entries), else ``J u`` for seeded random unit tangents u against every output
-entry (torch's fast forward check, with more directions): the transpose of the backward check's
+rule, input by input: every Jacobian entry where the input's block fits ``jacobian.BUDGET`` (in
+fast mode, within the backward side's fast-mode work budget), else ``J u`` for seeded random
+unit tangents u against every output entry (torch's fast forward check, with more directions;
+in fast mode a failing one is followed by every entry): the transpose of the backward check's
 ``J^T c`` past the budget, which forward mode gets in as many jvps as there are u.
 """
 from __future__ import annotations
@@ -18,12 +18,10 @@ from typing import Callable
 import torch
 
 from .checks import numerical_zero
-from .compare import compare, plan
+from .compare import FAST_CALLS, SMALL_WORK, compare, plan
 from .jacobian import BUDGET, OUT_BUDGET, Problem, as_tuple, differentiable, real
 from .message import table
 
-ENTRYWISE_MAX = 1024   # fast mode: past this many entries an input is compared along directions
-DIRECT_MAX = 128       # ... and past this many when its function cannot be vmapped
 DIRECTIONS = {False: 8, True: 4}    # random unit tangents per input (full, fast mode)
 
 
@@ -131,15 +129,12 @@ def _directional(p: Problem, i: int, k: int):
 
 
 def _blocks(p: Problem, fast: bool) -> list[tuple[int, bool]]:
-    """(input, every entry?) for each checked input: every Jacobian entry within the budget
-    (fast mode: also up to ENTRYWISE_MAX entries, DIRECT_MAX where vmap cannot batch f)."""
-    out = []
-    for i in p.pos:
-        n = p.n(i)
-        whole = p.M * n <= BUDGET and (not fast or n <= DIRECT_MAX or (
-            n <= ENTRYWISE_MAX and p.can_vmap(i)))
-        out.append((i, whole))
-    return out
+    """(input, every entry?) for each checked input: every Jacobian entry within the budget;
+    in fast mode only where the backward side's fast mode takes the entries too (its work
+    budget, compare.SMALL_WORK and FAST_CALLS), else DIRECTIONS[True] random tangents, a
+    failing one followed by every entry (_one_input)."""
+    return [(i, p.M * p.n(i) <= BUDGET and (not fast or 2 * p.n(i) * (p.n(i) + p.M) <= SMALL_WORK
+                                            or 2 * p.n(i) <= FAST_CALLS)) for i in p.pos]
 
 
 def check(func: Callable, inputs: tuple, eps: float, atol: float, rtol: float,
@@ -198,6 +193,8 @@ def _one_input(p: Problem, fw: Forward, i: int, whole: bool, fast: bool, eps, at
     pairs = compare(sub, pl, A, eps, rtol, atol)
     if not any(b.failed for b in pairs):
         return None
+    if not whole and fast and p.M * p.n(i) <= BUDGET:     # name the entries, whatever it costs
+        return _one_input(p, fw, i, True, fast, eps, atol, rtol, label, names)
     text = table(sub, pl, pairs, as_tuple(sub.out), label, eps, rtol, atol, {k: nm})
     head, rest = text.split("\n", 1)
     return head + extra + "\n" + rest
