@@ -90,7 +90,7 @@ def _both(func, inputs: tuple, eps, atol, rtol, nondet_tol, check_undefined_grad
     if fwd:
         forward.check(func, inputs, eps, atol, rtol, check_undefined_grad, check_grad_dtypes,
                       check_batched_forward_grad, fast_mode, f"{label} (forward AD)", names,
-                      GradcheckError)
+                      GradcheckError, pure)
     return True
 
 

@@ -78,7 +78,7 @@ class Forward:
             args = list(p.inputs)
             for k, x in zip(p.pos, xs):
                 args[k] = x
-            outs = as_tuple(p.func(*args))
+            outs = as_tuple(p.pure(*args))      # gradgradcheck's map as torch.func.vjp
             return tuple(outs[j] for j in p.out_pos)
 
         vals, tangents = torch.func.jvp(f, tuple(prim), tuple(tans))
@@ -139,7 +139,8 @@ def _blocks(p: Problem, fast: bool) -> list[tuple[int, bool]]:
 
 def check(func: Callable, inputs: tuple, eps: float, atol: float, rtol: float,
           check_undefined_grad: bool, check_grad_dtypes: bool, check_batched: bool,
-          fast_mode: bool, label: str, names: dict[int, str] | None, error) -> bool:
+          fast_mode: bool, label: str, names: dict[int, str] | None, error,
+          pure: Callable | None = None) -> bool:
     """torch's check_forward_ad: the forward-mode Jacobian input by input, then undefined
     tangents and, with ``check_batched``, the vmapped jvp."""
     with torch.enable_grad():
@@ -147,9 +148,9 @@ def check(func: Callable, inputs: tuple, eps: float, atol: float, rtol: float,
     if not differentiable(out):
         floats = [j for j, o in enumerate(as_tuple(out)) if isinstance(o, torch.Tensor)
                   and (o.is_floating_point() or o.is_complex())]
-        numerical_zero(Problem(func, inputs, out, floats), eps, 0.0, error)
+        numerical_zero(Problem(func, inputs, out, floats, pure), eps, 0.0, error, fast_mode)
         return True
-    p = Problem(func, inputs, out)
+    p = Problem(func, inputs, out, pure=pure)
     fw = Forward(p, check_grad_dtypes, error)
     messages, wrong = [], []
     for i, whole in _blocks(p, fast_mode):
@@ -172,7 +173,7 @@ def _one_input(p: Problem, fw: Forward, i: int, whole: bool, fast: bool, eps, at
     nm = _name(i, names)
     if whole:
         sub = Problem(p.func, tuple(x.detach() if k in p.pos and k != i else x
-                                    for k, x in enumerate(p.inputs)), p.out, p.out_pos)
+                                    for k, x in enumerate(p.inputs)), p.out, p.out_pos, p.pure)
         pl = plan(sub, False)
         x, n = real(p.inputs[i]), p.n(i)
 
