@@ -286,3 +286,16 @@ def test_opinfo_harness_seeds_jvp_bugs_at_one_input():
         with pytest.raises(GradcheckError) as info:
             gradcheck(bugged, (x, w), **kw)
         assert info.value.inputs == [at]
+
+
+def test_forward_over_reverse_of_a_linear_solve_agrees_with_torch():
+    """jvp of gradgradcheck's torch.func.vjp form disagreed with torch here (every entry of
+    linalg.solve's forward over reverse); the columns now come from dual tensors."""
+    g = torch.Generator().manual_seed(0)
+    A = (torch.randn(5, 5, generator=g, dtype=torch.float64) + 5 * torch.eye(5, dtype=torch.float64))
+    A.requires_grad_()
+    b = torch.randn(5, generator=g, dtype=torch.float64, requires_grad=True)
+    kw = dict(check_fwd_over_rev=True, check_rev_over_rev=False, check_undefined_grad=False)
+    for fast in (False, True):
+        assert torch.autograd.gradgradcheck(torch.linalg.solve, (A, b), fast_mode=fast, **kw)
+        assert gradgradcheck(torch.linalg.solve, (A, b), fast_mode=fast, **kw)
