@@ -165,22 +165,29 @@ def one_setting(all_ops, setting: str, k: int, do_bugs: bool, do_gg: bool) -> di
            "gg": {"samples": 0, "false_alarm": [], "reverse": [], "errors": [],
                   "time": {"torch": 0.0, "dropin": 0.0},
                   "bugs": {"seeded": 0, "torch": 0, "dropin": 0, "missed_torch_caught": []}}}
+    for op, label, fn, inputs, kw in each_sample(all_ops, setting, k, res, {}, setting):
+        _compare(res, label, fn, inputs, kw, TG.gradcheck, dropin.gradcheck, do_bugs, 1)
+        if do_gg and op.supports_gradgrad:
+            _compare(res["gg"], label, fn, inputs, kw, TG.gradgradcheck, dropin.gradgradcheck,
+                     do_bugs, 2)
+    return res
+
+
+def each_sample(all_ops, setting: str, k: int, res: dict, extra: dict, tag: str | None):
+    """(op, label, fn, inputs, keywords + ``extra``) for the first k samples of every op, the
+    progress printed every 50 ops under ``tag`` (None: quiet); an op whose samples cannot be
+    built is counted in ``res["errors"]``."""
     for n, op in enumerate(all_ops):
-        if n % 50 == 0:
-            print(f"[{setting}] {n}/{len(all_ops)} ops, {res['samples']} samples, "
+        if tag is not None and n % 50 == 0:
+            print(f"[{tag}] {n}/{len(all_ops)} ops, {res['samples']} samples, "
                   f"torch {res['time']['torch']:.1f} s, drop-in {res['time']['dropin']:.1f} s", flush=True)
-        kw = keywords(op, setting)
         try:
             items = list(samples(op, k))
         except Exception as e:      # noqa: BLE001
             res["errors"].append((op.name, f"sample_inputs: {type(e).__name__}"))
             continue
         for label, fn, inputs in items:
-            _compare(res, label, fn, inputs, kw, TG.gradcheck, dropin.gradcheck, do_bugs, 1)
-            if do_gg and op.supports_gradgrad:
-                _compare(res["gg"], label, fn, inputs, kw, TG.gradgradcheck, dropin.gradgradcheck,
-                         do_bugs, 2)
-    return res
+            yield op, label, fn, inputs, keywords(op, setting) | extra
 
 
 def tally(res, label, fn, inputs, kw, torch_tool, our_tool):

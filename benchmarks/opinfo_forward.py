@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from opinfo import TG, dropin, keywords, run, samples, tally  # noqa: E402
+from opinfo import TG, dropin, each_sample, run, tally  # noqa: E402
 
 
 def seeded_forward(fn, inputs, seed: int):
@@ -92,20 +92,11 @@ def forward_setting(all_ops, setting: str, k: int, do_bugs: bool) -> dict:
            "bugs": {"seeded": 0, "torch": 0, "dropin": 0, "named": 0, "missed_torch_caught": [],
                     "errors": []}}
     chosen = [o for o in all_ops if o.supports_forward_ad]
-    for n, op in enumerate(chosen):
-        if n % 50 == 0:
-            print(f"[forward {setting}] {n}/{len(chosen)} ops, {res['samples']} samples, "
-                  f"torch {res['time']['torch']:.1f} s, drop-in {res['time']['dropin']:.1f} s", flush=True)
-        kw = keywords(op, setting) | {"check_forward_ad": True, "check_backward_ad": False}
-        try:
-            items = list(samples(op, k))
-        except Exception as e:      # noqa: BLE001
-            res["errors"].append((op.name, f"sample_inputs: {type(e).__name__}"))
-            continue
-        for label, fn, inputs in items:
-            got = tally(res, label, fn, inputs, kw, TG.gradcheck, dropin.gradcheck)
-            if do_bugs and got == ("pass", "pass"):
-                _forward_bug(res["bugs"], label, fn, inputs, kw)
+    extra = {"check_forward_ad": True, "check_backward_ad": False}
+    for _, label, fn, inputs, kw in each_sample(chosen, setting, k, res, extra, f"forward {setting}"):
+        got = tally(res, label, fn, inputs, kw, TG.gradcheck, dropin.gradcheck)
+        if do_bugs and got == ("pass", "pass"):
+            _forward_bug(res["bugs"], label, fn, inputs, kw)
     return res
 
 
@@ -137,16 +128,10 @@ def forward_gradgrad(all_ops, setting: str, k: int) -> dict:
     agreement and time (no seeded bugs)."""
     res = {"setting": setting, "samples": 0, "time": {"torch": 0.0, "dropin": 0.0},
            "false_alarm": [], "reverse": [], "errors": []}
-    for op in [o for o in all_ops if o.supports_fwgrad_bwgrad and o.supports_gradgrad]:
-        kw = keywords(op, setting) | {"check_fwd_over_rev": True, "check_rev_over_rev": False,
-                                      "check_undefined_grad": False}
-        try:
-            items = list(samples(op, k))
-        except Exception as e:      # noqa: BLE001
-            res["errors"].append((op.name, f"sample_inputs: {type(e).__name__}"))
-            continue
-        for label, fn, inputs in items:
-            tally(res, label, fn, inputs, kw, TG.gradgradcheck, dropin.gradgradcheck)
+    chosen = [o for o in all_ops if o.supports_fwgrad_bwgrad and o.supports_gradgrad]
+    extra = {"check_fwd_over_rev": True, "check_rev_over_rev": False, "check_undefined_grad": False}
+    for _, label, fn, inputs, kw in each_sample(chosen, setting, k, res, extra, None):
+        tally(res, label, fn, inputs, kw, TG.gradgradcheck, dropin.gradgradcheck)
     t = res["time"]
     print(f"gradgradcheck forward over reverse, setting {setting}: {res['samples']} samples; "
           f"false alarms {len(res['false_alarm'])} {res['false_alarm'][:10]}; reverse "
