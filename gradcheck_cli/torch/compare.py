@@ -33,9 +33,10 @@ FAST_PER_OUTPUT = 1       # ... in fast mode (the input side stays entry by entr
 DIRECTIONS = 4            # fast mode: random directions where entry by entry costs too much
 PATTERN_MIN = 64          # projected rows: past this many entries, columns from the probed pattern
 SMALL_WORK = 2**12        # fast mode: perturbed values (forwards x (n + M)) entry by entry,
-FAST_WORK = 2**12         # ... through the input's probed pattern
+FAST_WORK = 2**12         # ... through the probed pattern (as small: torch's cost, measured)
 FAST_CALLS = 16           # ... or forwards, where vmap cannot batch the function (a loop)
 LOOP_DIRECTIONS = 2       # directions per input in such a loop (torch: 1)
+
 
 @dataclasses.dataclass
 class Pair:
