@@ -153,3 +153,30 @@ def test_a_sort_of_a_long_vector_is_probed_in_sqrt_slices_and_its_pattern_is_a_p
     P = pattern.probe(p, 0, 1e-6, 10**7)
     assert sum(calls) == 2 * (30 + 30) + 1                 # not 2 x 900 + 1
     assert len(P.o) == 900 and np.array_equal(np.sort(P.j), np.arange(900))
+
+
+def test_a_leak_outside_the_pattern_smaller_than_rtol_is_not_hidden_in_its_partner(monkeypatch):
+    """An elementwise function whose backward leaks 2e-4 of each entry into its neighbour: the
+    leaked entries are outside the (diagonal) pattern, every one summed with a diagonal entry
+    in the one row colour. Judged with torch's rtol |n| they would hide there (2e-4 < 1e-3);
+    the coloured side's own tolerance sends them to the dense comparison, which names them."""
+    monkeypatch.setattr(coloured, "DENSE_MAX", 0)
+
+    class LeakySin(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.sin()
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            gx = g * x.cos()
+            return gx + 2e-4 * torch.roll(gx, 1, -1)
+
+    x = (torch.rand(6, 7, generator=torch.Generator().manual_seed(4), dtype=torch.float64) - 0.5)
+    x.requires_grad_()         # |cos x| > 0.87: rtol |cos x| > 8.7e-4 > every leak's 4e-4
+    assert not coloured.agree(Problem(LeakySin.apply, (x,), LeakySin.apply(x)), 1e-6, 1e-3, 1e-5)
+    with pytest.raises(GradcheckError) as e:
+        gradcheck(LeakySin.apply, (x,))
+    assert e.value.inputs == [0]

@@ -8,15 +8,16 @@ With the pattern P of input i (pattern.py):
 - analytic: rows of one colour share no input entry, so one backward row per colour r, with
   cotangent ``sum_{o in r} v_o e_o`` (seeded weights v_o in [1, 2]), gives ``J[o, j] = B_r[j] / v_o``
   for the one row o of colour r that P puts in column j;
-- every entry of P is judged as compare.py judges an entry (torch's ``atol + rtol |n|`` plus the
-  rounding term, the kink rule), and what P says is zero is checked to be zero on both sides:
+- every entry of P is judged as compare.py judges an entry (the rounding term, the kink rule),
+  but with ``rtol |n|`` replaced by the central difference's own error (below), and what P
+  says is zero is checked to be zero on both sides:
   ``|D_g[o]| <= atol + rounding`` where row o has no entry of colour g, ``|B_r[j]| <= atol``
   where column j has no row of colour r.
 
 Whatever P is, a wrong Jacobian cannot pass as a whole: an entry outside P shows in a zero test
-or in the entry of P it is summed with. The weights v make two analytic errors cancel only by
-accident; an analytic error outside P summed with an entry of P is judged with that entry's
-tolerance (``rtol`` times its size), not with ``atol`` alone as the dense comparison would.
+or in the entry of P it is summed with, which is judged within atol plus the central
+difference's own error (not torch's ``rtol |n|``: that would let such an entry hide within a
+large one). The weights v make two analytic errors cancel only by accident.
 This module only ever says "every entry agrees": on any failure, or a pattern too large, the
 dense comparison (compare.py) runs and makes the verdict and the table.
 """
@@ -31,6 +32,7 @@ from .jacobian import OUT_BUDGET, ROWS_BUDGET, Problem, real
 
 DENSE_MAX = 2**16     # Jacobians of up to this many entries are compared densely: cheaper there
 PATTERN_MAX = 2**22   # entries of a pattern (about 80 bytes each while it is compared)
+STRICT = 1e-8         # relative slack of the coloured pass's entry test (see _input)
 
 
 def agree(p: Problem, h: float, rtol: float, atol: float) -> bool:
@@ -57,7 +59,11 @@ def _input(p: Problem, i: int, P, h: float, rtol: float, atol: float) -> bool:
         return False
     n, r, l, noise = got
     err = (a - n).abs()
-    thr = noise.add_(atol).add_(n.abs(), alpha=rtol)
+    # stricter than torch's atol + rtol |n|: the central difference's own error (its rounding,
+    # and a curvature bound from its one-sided halves) instead of rtol |n|, so an analytic
+    # entry outside P summed into this one shows beyond atol, as the dense comparison sees it;
+    # a right gradient that only passes within rtol costs the dense comparison, never a verdict
+    thr = noise.add_(atol).add_((r - l).abs()).add_(n.abs(), alpha=STRICT)
     bad = ~(err <= thr)
     if bad.any():        # the kink rule (compare._judge), on the failing entries only
         ab, eb, tb, rb, lb = a[bad], err[bad], thr[bad], r[bad], l[bad]
