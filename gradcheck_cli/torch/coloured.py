@@ -26,8 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..numeric.central import NOISE_FACTOR
-from . import pattern
+from . import pattern, rule
 from .jacobian import OUT_BUDGET, ROWS_BUDGET, Problem, real
 
 DENSE_MAX = 2**16     # Jacobians of up to this many entries are compared densely: cheaper there
@@ -65,11 +64,8 @@ def _input(p: Problem, i: int, P, h: float, rtol: float, atol: float) -> bool:
     # a right gradient that only passes within rtol costs the dense comparison, never a verdict
     thr = noise.add_(atol).add_((r - l).abs()).add_(n.abs(), alpha=STRICT)
     bad = ~(err <= thr)
-    if bad.any():        # the kink rule (compare._judge), on the failing entries only
-        ab, eb, tb, rb, lb = a[bad], err[bad], thr[bad], r[bad], l[bad]
-        kink = (torch.isfinite(ab) & ((rb - lb).abs() >= 0.1 * eb)
-                & (ab >= torch.minimum(rb, lb) - tb) & (ab <= torch.maximum(rb, lb) + tb))
-        return bool(kink.all()) and p.deterministic()
+    if bad.any():        # the kink rule, on the failing entries only
+        return bool(rule.kinks(a[bad], err[bad], thr[bad], r[bad], l[bad]).all()) and p.deterministic()
     return True
 
 
@@ -89,15 +85,13 @@ def _colour_chunks(p: Problem, i: int, cols: torch.Tensor, ncol: int, h: float):
 
 
 def _rounding(Fp, Fm, f0, h):
-    u = torch.finfo(Fp.dtype).eps if Fp.is_floating_point() else 2.0 ** -52
-    mag = torch.maximum(torch.maximum(Fp.abs(), Fm.abs()), f0.abs()).to(torch.float64)
-    return NOISE_FACTOR * u * mag / h
+    return rule.magnitude(Fp, Fm, f0) * rule.scale(Fp.dtype, h)
 
 
-def _numerical(p: Problem, i: int, P, o, j, h: float, atol: float, coloured=None):
+def _numerical(p: Problem, i: int, P, o, j, h: float, atol: float):
     """(n, r, l, noise) at P's entries: central, one-sided differences and the rounding term;
     None when a row has a nonzero difference where P has no entry of that colour."""
-    cols, ncol = coloured or P.columns()
+    cols, ncol = P.columns()
     cols = torch.from_numpy(cols)
     cj = cols[j]
     vals = [torch.empty(len(o), dtype=torch.float64) for _ in range(4)]
@@ -118,22 +112,18 @@ def _numerical(p: Problem, i: int, P, o, j, h: float, atol: float, coloured=None
     return tuple(vals)
 
 
-def sparse_columns(p: Problem, i: int, h: float, atol: float, max_colours: int | None = None):
+def sparse_columns(p: Problem, i: int, h: float, atol: float):
     """The numerical Jacobian of input i on its probed pattern, for projected rows (fast mode,
     or random cotangents over the budget): its entries (o, j) and there the central (D) and
     one-sided (R, L) differences and the rounding term of the outputs each column moved (N).
-    None when the pattern is too large, needs more than ``max_colours`` colours, or a difference
-    is nonzero off it."""
+    None when the pattern is too large or a difference is nonzero off it."""
     if sum(s > 1 for s in pattern.virtual_shape(tuple(real(p.inputs[i]).shape))) < 2:
         return None           # one probe per entry: the entries' own columns cost the same
-    P = pattern.probe(p, i, h, PATTERN_MAX, max_colours)
+    P = pattern.probe(p, i, h, PATTERN_MAX)
     if P is None:
         return None
-    cols = P.columns()
-    if max_colours is not None and cols[1] > max_colours:
-        return None
     o, j = torch.from_numpy(P.o), torch.from_numpy(P.j)
-    got = _numerical(p, i, P, o, j, h, atol, cols)
+    got = _numerical(p, i, P, o, j, h, atol)
     return None if got is None else (o, j) + got
 
 

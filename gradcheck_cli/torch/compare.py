@@ -2,12 +2,13 @@
 
 C is the identity (every Jacobian entry: rows are output entries) when the Jacobian fits
 ``jacobian.BUDGET`` and fast_mode is off, else ``per_output`` seeded random cotangents for each
-output (rows are (output, cotangent k)); the input side is entry by entry. With projected rows,
-an input of more than PATTERN_MIN entries gets its numerical columns from its probed pattern
-(coloured.py: a pair of forwards per colour) when that works; in fast mode each input gets a
-budget of work (``_route``) and, past it, is compared along 2 x DIRECTIONS forwards in seeded
-random unit directions, torch's fast mode with more directions. Entry verdict,
-torch's allclose plus the rounding term of the central difference::
+output (rows are (output, cotangent k)); the input side is entry by entry. Over the budget, an
+input of more than PATTERN_MIN entries gets its numerical columns from its probed pattern
+(coloured.py: a pair of forwards per colour) when that works; in fast mode an input past a
+small budget of work (``_route``) is compared along 2 x DIRECTIONS forwards in seeded random
+unit directions, torch's fast mode with more directions, and a failing direction is followed
+entry by entry. Entry verdict (rule.py), torch's allclose plus the rounding term of the central
+difference::
 
     |a - n| <= atol + rtol |n| + 32 u max(|f(x+h)|, |f(x-h)|, |f(x)|) / h     (u of the dtype)
 
@@ -22,10 +23,9 @@ import dataclasses
 
 import torch
 
-from ..numeric.central import NOISE_FACTOR
 from ..ranking import rounded
-from . import coloured
-from .jacobian import BUDGET, Problem, real
+from . import coloured, rule
+from .jacobian import BUDGET, Problem
 
 WORST = 3
 RANDOM_PER_OUTPUT = 8     # cotangents per output when the Jacobian is over budget
@@ -33,7 +33,6 @@ FAST_PER_OUTPUT = 1       # ... in fast mode (the input side stays entry by entr
 DIRECTIONS = 4            # fast mode: random directions where entry by entry costs too much
 PATTERN_MIN = 64          # projected rows: past this many entries, columns from the probed pattern
 SMALL_WORK = 2**12        # fast mode: perturbed values (forwards x (n + M)) entry by entry,
-FAST_WORK = 2**12         # ... through the probed pattern (as small: torch's cost, measured)
 FAST_CALLS = 16           # ... or forwards, where vmap cannot batch the function (a loop)
 LOOP_DIRECTIONS = 2       # directions per input in such a loop (torch: 1)
 
@@ -154,11 +153,10 @@ def _chunk(p: Problem, pl: Plan, blocks, owner, a, Fp, Fm, idx, h, rtol, atol) -
     if bool((err <= atol + rtol * n.abs()).all()):           # the common case: no rounding term
         _tally(blocks, owner, err, a.shape[1])
         return
-    u = torch.finfo(Fp.dtype).eps if Fp.is_floating_point() else 2.0 ** -52
     f0 = p.f0.to(Fp.dtype)
     R = ((Fp - f0) / h).to(torch.float64)
     L = ((f0 - Fm) / h).to(torch.float64)
-    mag = torch.maximum(torch.maximum(Fp.abs(), Fm.abs()), f0.abs()).to(torch.float64)
+    mag = rule.magnitude(Fp, Fm, f0)
     if pl.identity:
         r, l, noise = R.T, L.T, mag.T
     else:
@@ -167,31 +165,22 @@ def _chunk(p: Problem, pl: Plan, blocks, owner, a, Fp, Fm, idx, h, rtol, atol) -
         # it over every output (a sort of 8000 values ~ 4e3 each) drowned a 1e-2 error
         mag = torch.where((Fp != f0) | (Fm != f0), mag, torch.zeros_like(mag))
         r, l, noise = C @ R.T, C @ L.T, C.abs() @ mag.T
-    noise = NOISE_FACTOR * u * noise / h
+    noise = noise * rule.scale(Fp.dtype, h)
     _judge(blocks, owner, pl.local, a, n, r, l, noise, idx, rtol, atol)
 
 
 def _route(p: Problem, pl: Plan, i: int, h: float, atol: float):
-    """How input i's numerical columns are taken: "entries" (a pair of forwards per entry), its
-    probed pattern (coloured.sparse_columns' result: a pair per colour) or, in fast mode only,
-    "directions" (2 x DIRECTIONS forwards), by the work each costs (docs/dropin.md)."""
-    n, M = p.n(i), p.M
+    """How input i's numerical columns are taken: "entries" (a pair of forwards per entry); in
+    full mode over the budget, its probed pattern where that works (coloured.sparse_columns'
+    result: a pair per colour); in fast mode past SMALL_WORK, "directions" (2 x DIRECTIONS
+    forwards). A loop past FAST_CALLS turns entries to directions too (all_columns)."""
+    n = p.n(i)
     if pl.identity or (not pl.fast and n <= PATTERN_MIN):
         return "entries"
-    if not pl.fast:           # full mode over the budget: every entry, cheaply where a pattern is
+    if not pl.fast:
         return coloured.sparse_columns(p, i, h, atol) or "entries"
-    row = n + M
-    if 2 * n * row <= SMALL_WORK or 2 * n <= FAST_CALLS:
-        return "entries"          # (a loop past FAST_CALLS turns to directions: all_columns)
-    probes = 2 * sum(s for s in coloured.pattern.virtual_shape(tuple(real(p.inputs[i]).shape)) if s > 1) + 1
-    if probes * row > FAST_WORK:
-        return "directions"
-    vmap = p.can_vmap(i)
-    spare = (FAST_WORK - probes * row) // (2 * row) if vmap else (FAST_CALLS - probes) // 2
-    spare = min(spare, (n // 2 - probes) // 2)      # and at most a quarter of entry by entry
-    got = coloured.sparse_columns(p, i, h, atol, spare) if n > PATTERN_MIN and spare > 0 else None
-    if got is not None:
-        return got
+    if 2 * n * (n + p.M) <= SMALL_WORK or 2 * n <= FAST_CALLS:
+        return "entries"
     return "directions"
 
 
@@ -228,9 +217,7 @@ def _judge(blocks, owner, local, a, n, r, l, noise, idx, rtol, atol) -> None:
     kink = torch.zeros_like(bad)
     if bad.any():      # the kink rule, on the failing entries only
         at = bad.nonzero(as_tuple=True)
-        ab, eb, tb, rb, lb = a[at], err[at], thr[at], r[at], l[at]
-        ok = (torch.isfinite(ab) & ((rb - lb).abs() >= 0.1 * eb)
-              & (ab >= torch.minimum(rb, lb) - tb) & (ab <= torch.maximum(rb, lb) + tb))
+        ok = rule.kinks(a[at], err[at], thr[at], r[at], l[at])
         kink[at] = ok
         bad[at] = ~ok
     whole = len(blocks) == 1

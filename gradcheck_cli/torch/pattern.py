@@ -38,9 +38,8 @@ class Pattern:
         return _colour(self.j, self.o, self.n, self.M)
 
 
-def probe(p: Problem, i: int, h: float, max_nnz: int, max_row: int | None = None) -> Pattern | None:
-    """P for input i, or None when it would hold more than ``max_nnz`` entries, or an output
-    moved by more than ``max_row`` entries (as many colours at least)."""
+def probe(p: Problem, i: int, h: float, max_nnz: int) -> Pattern | None:
+    """P for input i, or None when it would hold more than ``max_nnz`` entries."""
     shape = virtual_shape(tuple(real(p.inputs[i]).shape))
     dims = [d for d, s in enumerate(shape) if s > 1]
     A = _changed(p, i, h, shape, dims) if dims else []
@@ -49,8 +48,6 @@ def probe(p: Problem, i: int, h: float, max_nnz: int, max_row: int | None = None
         count *= a.sum(axis=0)
         if count.sum() > max_nnz:
             return None
-    if max_row is not None and len(count) and count.max() > max_row:
-        return None
     o, j = _khatri_rao(A, [shape[d] for d in dims], p.M)
     return Pattern(o, j, p.M, p.n(i))
 
