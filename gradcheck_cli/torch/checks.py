@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from .compare import DIRECTIONS
 from .jacobian import Problem
 
 
@@ -15,8 +16,8 @@ def _name(i: int, names: dict[int, str] | None) -> str:
 
 def numerical_zero(p: Problem, h: float, nondet_tol: float, error, fast: bool = False) -> None:
     """No differentiable output: every central difference must be zero (torch's rule); in fast
-    mode along 4 seeded random directions per input, as torch's fast mode (one direction)."""
-    cols = ((i, None, *p.directions(i, h, 4)[1:]) for i in p.pos) if fast else p.all_columns(h)
+    mode along DIRECTIONS seeded random directions per input, as torch's fast mode (one)."""
+    cols = ((i, None, *p.directions(i, h, DIRECTIONS)[1:]) for i in p.pos) if fast else p.all_columns(h)
     for i, _, Fp, Fm in cols:
         if ((Fp - Fm).abs() > nondet_tol).any():
             raise error(f"Numerical gradient for function expected to be zero: the outputs do "
